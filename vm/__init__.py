@@ -1,0 +1,1 @@
+"""The Concerto VM: load and link `.conc-ir` (loader), then run it (machine)."""

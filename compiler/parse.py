@@ -1,0 +1,709 @@
+"""Source text -> AST: the Lark LALR parser plus a Transformer, in one pass."""
+
+from __future__ import annotations
+
+import contextvars
+from functools import lru_cache
+from typing import Any
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from concerto.compiler import ast as A
+from concerto.compiler.diagnostics import Diagnostic
+from concerto.compiler.lexer import ConcertoLexer, DocComment, LexError
+from concerto.grammar import grammar_text
+
+_docs: contextvars.ContextVar[list[DocComment] | None] = contextvars.ContextVar("concerto_docs", default=None)
+
+
+class _DocLexer(ConcertoLexer):
+    def lex(self, lexer_state: Any, parser_state: Any):  # type: ignore[override]
+        text = lexer_state.text
+        if not isinstance(text, str):
+            text = text.text
+        from concerto.compiler.lexer import _Scanner, _Source
+
+        scanner = _Scanner(self, _Source(text), parser_state)
+        yield from scanner.tokens(0, interp=False)
+        sink = _docs.get()
+        if sink is not None:
+            sink.extend(scanner.docs)
+
+
+@lru_cache(maxsize=1)
+def parser() -> Lark:
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer=_DocLexer,
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )
+
+
+# Friendly names for terminals in "expected ..." messages.
+_TERMINAL_NAMES = {
+    "SEMICOLON": "`;`", "RBRACE": "`}`", "LBRACE": "`{`", "RPAR": "`)`", "LPAR": "`(`",
+    "RSQB": "`]`", "LSQB": "`[`", "COMMA": "`,`", "COLON": "`:`", "IDENT": "an identifier",
+    "INT": "an integer", "FLOAT": "a float", "STRING": "a string", "EQUAL": "`=`",
+    "ASSIGN_OP": "`=`", "DOT": "`.`", "GT": "`>`", "LT": "`<`", "QMARK": "`?`",
+    "__ANON_0": "`->`", "$END": "end of file",
+}
+
+
+def _describe_expected(expected: set[str]) -> str:
+    names = sorted({_TERMINAL_NAMES.get(e, e.lower() if e.isupper() and not e.startswith("__") else e) for e in expected})
+    names = [n for n in names if not n.startswith("__")]
+    if not names:
+        return ""
+    if len(names) > 6:
+        return ""
+    return "expected " + ", ".join(names)
+
+
+def parse_source(text: str, file: str) -> tuple[A.Module | None, list[Diagnostic]]:
+    """Parse a whole file. Returns the module or the syntax error."""
+    docs: list[DocComment] = []
+    token = _docs.set(docs)
+    try:
+        tree = parser().parse(text)
+    except LexError as e:
+        return None, [Diagnostic(file, e.line, e.column, e.message, hint=e.hint)]
+    except UnexpectedToken as e:
+        tok = e.token
+        if tok.type == "$END":
+            line, col = _end_position(text)
+            msg = "unexpected end of file"
+        else:
+            line, col = tok.line, tok.column
+            msg = f"unexpected {_token_text(tok)}"
+        hint = _describe_expected(set(e.expected)) or None
+        return None, [Diagnostic(file, line, col, msg, hint=hint, length=max(1, len(str(tok.value or ""))))]
+    except UnexpectedCharacters as e:
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
+        return None, [Diagnostic(file, e.line, e.column, f"unexpected character {ch!r}")]
+    except UnexpectedEOF:
+        line, col = _end_position(text)
+        return None, [Diagnostic(file, line, col, "unexpected end of file")]
+    except UnexpectedInput as e:  # pragma: no cover - other lark errors
+        return None, [Diagnostic(file, getattr(e, "line", 1), getattr(e, "column", 1), str(e).splitlines()[0])]
+    finally:
+        _docs.reset(token)
+    try:
+        module = _Builder(file, docs).transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, _BuildError):
+            err = e.orig_exc
+            return None, [Diagnostic(file, err.span.line, err.span.col, err.message, hint=err.hint)]
+        raise
+    return module, []
+
+
+def _token_text(tok: Token) -> str:
+    if tok.type in ("IDENT",):
+        return f"identifier `{tok.value}`"
+    if tok.type in ("STRING", "STR_START"):
+        return "string literal"
+    if tok.type in ("INT", "FLOAT"):
+        return f"number `{tok.value}`"
+    return f"`{tok.value}`"
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    lines = text.split("\n")
+    return len(lines), len(lines[-1]) + 1
+
+
+class _BuildError(Exception):
+    def __init__(self, message: str, span: A.Span, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.hint = hint
+
+
+def _span(meta: Any) -> A.Span:
+    if getattr(meta, "empty", True):
+        return A.Span.none()
+    return A.Span(meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _tok_span(tok: Token) -> A.Span:
+    return A.Span(tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column)
+
+
+def _parse_int(text: str) -> int:
+    t = text.replace("_", "")
+    if t.startswith(("0x", "0X")):
+        return int(t[2:], 16)
+    if t.startswith(("0b", "0B")):
+        return int(t[2:], 2)
+    if t.startswith(("0o", "0O")):
+        return int(t[2:], 8)
+    return int(t)
+
+
+def _present(children: list[Any]) -> list[Any]:
+    return [c for c in children if c is not None]
+
+
+def _is_tok(x: Any, *types: str) -> bool:
+    return isinstance(x, Token) and x.type in types
+
+
+@v_args(meta=True)
+class _Builder(Transformer):
+    def __init__(self, file: str, docs: list[DocComment]) -> None:
+        super().__init__()
+        self.file = file
+        self.docs = {d.line: d.text for d in docs}
+
+    def _doc_for(self, line: int) -> str:
+        lines = []
+        k = line - 1
+        while k in self.docs:
+            lines.append(self.docs[k])
+            k -= 1
+        return "\n".join(reversed(lines))
+
+    # ---------------------------------------------------------- module/items
+    def start(self, meta, children):
+        return A.Module(_span(meta), _flatten(children), self.file)
+
+    def decorator(self, meta, children):
+        name = str(children[0])
+        args = children[1] if len(children) > 1 and children[1] is not None else []
+        return A.Decorator(_span(meta), name, args)
+
+    def fn_decl(self, meta, children):
+        decorators = [c for c in children if isinstance(c, A.Decorator)]
+        rest = [c for c in children if not isinstance(c, A.Decorator)]
+        public = any(_is_tok(c, "PUB") for c in rest)
+        is_async = any(_is_tok(c, "ASYNC") for c in rest)
+        rest = [c for c in rest if not _is_tok(c, "PUB", "ASYNC")]
+        name = str(rest[0])
+        generics: list[str] = []
+        params: list[A.Param] = []
+        ret = None
+        body = None
+        has_self = False
+        self_mut = False
+        for c in rest[1:]:
+            if isinstance(c, tuple) and c and c[0] == "generics":
+                generics = c[1]
+            elif isinstance(c, tuple) and c and c[0] == "params":
+                for p in c[1]:
+                    if p == "self" or p == "mut self":
+                        has_self = True
+                        self_mut = p == "mut self"
+                    else:
+                        params.append(p)
+            elif isinstance(c, tuple) and c and c[0] == "ret":
+                ret = c[1]
+            elif isinstance(c, A.Block):
+                body = c
+        span = _span(meta)
+        return A.FnDecl(
+            span, name, public, params, ret, body, generics, has_self, self_mut, is_async,
+            decorators, self._doc_for(span.line),
+        )
+
+    def generics(self, meta, children):
+        return ("generics", [g for g in children if isinstance(g, str) and not isinstance(g, Token)])
+
+    def generic_param(self, meta, children):
+        return str(children[0]) + ""
+
+    def params(self, meta, children):
+        return ("params", _present(children))
+
+    def self_param(self, meta, children):
+        return "mut self" if any(_is_tok(c, "MUT") for c in children) else "self"
+
+    def param(self, meta, children):
+        mutable = any(_is_tok(c, "MUT") for c in children)
+        rest = [c for c in children if not _is_tok(c, "MUT")]
+        default = rest[2] if len(rest) > 2 else None
+        return A.Param(_span(meta), str(rest[0]), rest[1], default, mutable)
+
+    def ret_type(self, meta, children):
+        return ("ret", children[0])
+
+    def struct_decl(self, meta, children):
+        public = any(_is_tok(c, "PUB") for c in children)
+        rest = [c for c in _present(children) if not _is_tok(c, "PUB") and not isinstance(c, A.Decorator)]
+        name = str(rest[0])
+        fields = [c for c in rest if isinstance(c, A.FieldDecl)]
+        span = _span(meta)
+        return A.StructDecl(span, name, public, fields, self._doc_for(span.line))
+
+    def field_decl(self, meta, children):
+        public = any(_is_tok(c, "PUB") for c in children)
+        rest = [c for c in _present(children) if not _is_tok(c, "PUB")]
+        default = rest[2] if len(rest) > 2 else None
+        return A.FieldDecl(_span(meta), str(rest[0]), rest[1], public, default)
+
+    def enum_decl(self, meta, children):
+        public = any(_is_tok(c, "PUB") for c in children)
+        rest = [c for c in _present(children) if not _is_tok(c, "PUB") and not isinstance(c, A.Decorator)]
+        span = _span(meta)
+        variants = [c for c in rest if isinstance(c, A.VariantDecl)]
+        return A.EnumDecl(span, str(rest[0]), public, variants, self._doc_for(span.line))
+
+    def unit_variant(self, meta, children):
+        return A.VariantDecl(_span(meta), str(children[0]), "unit")
+
+    def tuple_variant(self, meta, children):
+        return A.VariantDecl(_span(meta), str(children[0]), "tuple", types=_present(children[1:]))
+
+    def struct_variant(self, meta, children):
+        return A.VariantDecl(_span(meta), str(children[0]), "struct", fields=_present(children[1:]))
+
+    def trait_decl(self, meta, children):
+        public = any(_is_tok(c, "PUB") for c in children)
+        rest = [c for c in _present(children) if not _is_tok(c, "PUB") and not isinstance(c, A.Decorator)]
+        methods = [c for c in rest if isinstance(c, A.FnDecl)]
+        return A.TraitDecl(_span(meta), str(rest[0]), public, methods)
+
+    def impl_decl(self, meta, children):
+        rest = [c for c in _present(children) if not (isinstance(c, tuple) and c and c[0] == "generics")]
+        types = [c for c in rest if isinstance(c, A.TypeRef)]
+        methods = [c for c in rest if isinstance(c, A.FnDecl)]
+        if len(types) == 2:
+            return A.ImplDecl(_span(meta), types[1], types[0], methods)
+        return A.ImplDecl(_span(meta), types[0], None, methods)
+
+    def const_decl(self, meta, children):
+        public = any(_is_tok(c, "PUB") for c in children)
+        rest = [c for c in children if not _is_tok(c, "PUB")]
+        return A.ConstDecl(_span(meta), str(rest[0]), public, rest[1], rest[2])
+
+    def type_alias(self, meta, children):
+        public = any(_is_tok(c, "PUB") for c in children)
+        rest = [c for c in _present(children) if not _is_tok(c, "PUB") and not (isinstance(c, tuple))]
+        return A.TypeAlias(_span(meta), str(rest[0]), public, rest[-1])
+
+    def hashmap_decl(self, meta, children):
+        public = any(_is_tok(c, "PUB") for c in children)
+        rest = [c for c in children if not _is_tok(c, "PUB")]
+        return A.HashMapDecl(_span(meta), str(rest[0]), public, rest[1], rest[2])
+
+    def use_decl(self, meta, children):
+        public = any(_is_tok(c, "PUB") for c in children)
+        tree = [c for c in children if not _is_tok(c, "PUB")][0]
+        span = _span(meta)
+        return [A.UseDecl(span, path, alias, public) for path, alias in tree]
+
+    def use_prefix(self, meta, children):
+        head = str(children[0])
+        return [([head] + path, alias) for path, alias in children[1]]
+
+    def use_name(self, meta, children):
+        name = str(children[0])
+        alias = str(children[1]) if len(children) > 1 and children[1] is not None else name
+        return [([name], alias)]
+
+    def use_glob(self, meta, children):
+        return [([], "*")]
+
+    def use_group(self, meta, children):
+        out = []
+        for sub in children:
+            out.extend(sub)
+        return out
+
+    def mod_file(self, meta, children):
+        public = any(_is_tok(c, "PUB") for c in children)
+        name = [c for c in children if _is_tok(c, "IDENT")][0]
+        return A.ModDecl(_span(meta), str(name), public, None)
+
+    def mod_inline(self, meta, children):
+        public = any(_is_tok(c, "PUB") for c in children)
+        rest = [c for c in children if not _is_tok(c, "PUB")]
+        return A.ModDecl(_span(meta), str(rest[0]), public, _flatten(rest[1:]))
+
+    # ---------------------------------------------------------- types
+    def named_type(self, meta, children):
+        names = [str(c) for c in children if _is_tok(c, "IDENT")]
+        args = next((c for c in children if isinstance(c, list)), [])
+        return A.TypeRef(_span(meta), "::".join(names), args)
+
+    def type_args(self, meta, children):
+        return [c for c in children if isinstance(c, A.TypeRef)]
+
+    def unit_type(self, meta, children):
+        return A.TypeRef(_span(meta), "Nil")
+
+    def tuple_type(self, meta, children):
+        return A.TypeRef(_span(meta), "Tuple", _present(children))
+
+    def fn_type(self, meta, children):
+        items = _present(children)
+        ret = None
+        if items and isinstance(items[-1], tuple):
+            ret = items.pop()[1]
+        return A.TypeRef(_span(meta), "fn", items, ret)
+
+    def fn_ret(self, meta, children):
+        return ("fnret", children[0])
+
+    # ---------------------------------------------------------- statements
+    def block(self, meta, children):
+        stmts = _present(children)
+        tail = None
+        if stmts and isinstance(stmts[-1], A.ExprStmt) and not stmts[-1].semicolon:
+            tail = stmts.pop().expr
+        return A.Block(_span(meta), stmts, tail)
+
+    def let_stmt(self, meta, children):
+        pattern = children[0]
+        type_ = children[1] if len(children) > 1 else None
+        value = children[2] if len(children) > 2 else None
+        return A.Let(_span(meta), pattern, type_, value)
+
+    def expr_stmt(self, meta, children):
+        return A.ExprStmt(_span(meta), children[0], True)
+
+    def block_stmt(self, meta, children):
+        return A.ExprStmt(_span(meta), children[0], False)
+
+    def tail_expr(self, meta, children):
+        return A.ExprStmt(_span(meta), children[0], False)
+
+    # ---------------------------------------------------------- expressions
+    def assign(self, meta, children):
+        target, op, value = children
+        return A.Assign(_span(meta), str(op), target, value)
+
+    def pipe(self, meta, children):
+        left, right = children
+        # `x |> f()?` : the `?` belongs to the piped call, not to `f()` alone
+        tries = 0
+        while isinstance(right, A.Try):
+            right = right.expr
+            tries += 1
+        node: A.Expr = A.Pipe(_span(meta), left, right)
+        for _ in range(tries):
+            node = A.Try(_span(meta), node)
+        return node
+
+    def coalesce(self, meta, children):
+        return A.Coalesce(_span(meta), children[0], children[1])
+
+    def or_op(self, meta, children):
+        return A.Logical(_span(meta), "||", children[0], children[2])
+
+    def and_op(self, meta, children):
+        return A.Logical(_span(meta), "&&", children[0], children[1])
+
+    def binop(self, meta, children):
+        left, op, right = children
+        return A.Binary(_span(meta), str(op), left, right)
+
+    def range(self, meta, children):
+        lo, op, hi = children
+        return A.RangeExpr(_span(meta), lo, hi, str(op) == "..=")
+
+    def range_from(self, meta, children):
+        return A.RangeExpr(_span(meta), children[0], None, False)
+
+    def range_to(self, meta, children):
+        op, hi = children
+        return A.RangeExpr(_span(meta), None, hi, str(op) == "..=")
+
+    def range_full(self, meta, children):
+        return A.RangeExpr(_span(meta), None, None, False)
+
+    def cast(self, meta, children):
+        return A.Cast(_span(meta), children[0], children[1])
+
+    def not_op(self, meta, children):
+        return A.Unary(_span(meta), "!", children[0])
+
+    def neg(self, meta, children):
+        op, operand = children
+        if str(op) == "+":
+            return operand
+        if isinstance(operand, A.Literal) and type(operand.value) in (int, float) and type(operand.value) is not bool:
+            return A.Literal(_span(meta), -operand.value)
+        return A.Unary(_span(meta), "-", operand)
+
+    def field(self, meta, children):
+        return A.Field(_span(meta), children[0], str(children[1]))
+
+    def tuple_field(self, meta, children):
+        return A.TupleField(_span(meta), children[0], int(str(children[1])))
+
+    def call(self, meta, children):
+        args = children[1] if len(children) > 1 and children[1] is not None else []
+        return A.Call(_span(meta), children[0], args)
+
+    def generic_call(self, meta, children):
+        callee = children[0]
+        type_args = [c for c in children[1:] if isinstance(c, A.TypeRef)]
+        args = next((c for c in children[1:] if isinstance(c, list)), [])
+        return A.Call(_span(meta), callee, args, type_args)
+
+    def index(self, meta, children):
+        return A.Index(_span(meta), children[0], children[1])
+
+    def try_op(self, meta, children):
+        return A.Try(_span(meta), children[0])
+
+    def name(self, meta, children):
+        return A.Name(_span(meta), str(children[0]))
+
+    def path(self, meta, children):
+        return A.Path(_span(meta), [str(c) for c in children])
+
+    def self_expr(self, meta, children):
+        return A.SelfExpr(_span(meta))
+
+    def unit(self, meta, children):
+        return A.Literal(_span(meta), None)
+
+    def tuple(self, meta, children):
+        return A.TupleExpr(_span(meta), _present(children))
+
+    def array(self, meta, children):
+        return A.ArrayExpr(_span(meta), _present(children))
+
+    def map_lit(self, meta, children):
+        return A.MapExpr(_span(meta), _present(children))
+
+    def map_entry(self, meta, children):
+        return (children[0], children[1])
+
+    def struct_lit(self, meta, children):
+        head = children[0]
+        path = head.segments if isinstance(head, A.Path) else [str(head)]
+        fields = [c for c in children[1:] if c is not None]
+        return A.StructLit(_span(meta), path, fields)
+
+    def field_init(self, meta, children):
+        return (str(children[0]), children[1])
+
+    def field_shorthand(self, meta, children):
+        return (str(children[0]), A.Name(_span(meta), str(children[0])))
+
+    def args(self, meta, children):
+        return _present(children)
+
+    def pos_arg(self, meta, children):
+        return A.Arg(_span(meta), None, children[0])
+
+    def named_arg(self, meta, children):
+        return A.Arg(_span(meta), str(children[0]), children[1])
+
+    def closure(self, meta, children):
+        items = _present(children)
+        body = items[-1]
+        params = [p for p in items[:-1] if isinstance(p, A.Param)]
+        ret, expr = body
+        return A.Closure(_span(meta), params, ret, expr)
+
+    def closure_param(self, meta, children):
+        name = str(children[0])
+        type_ = children[1] if len(children) > 1 else None
+        return A.Param(_span(meta), name, type_)
+
+    def typed_body(self, meta, children):
+        return (children[0], children[1])
+
+    def expr_body(self, meta, children):
+        return (None, children[0])
+
+    def if_expr(self, meta, children):
+        cond, then = children[0], children[1]
+        els = children[2] if len(children) > 2 else None
+        return A.If(_span(meta), cond, then, els)
+
+    def match_expr(self, meta, children):
+        return A.Match(_span(meta), children[0], _present(children[1:]))
+
+    def match_arm(self, meta, children):
+        pattern = children[0]
+        guard = children[1]
+        body = children[2]
+        return A.MatchArm(_span(meta), pattern, guard, body)
+
+    def _label(self, children):
+        for c in children:
+            if _is_tok(c, "LABEL"):
+                return str(c)[1:]
+        return None
+
+    def loop_expr(self, meta, children):
+        return A.Loop(_span(meta), self._label(children), children[-1])
+
+    def while_expr(self, meta, children):
+        rest = [c for c in children if not _is_tok(c, "LABEL") and c is not None]
+        return A.While(_span(meta), self._label(children), rest[0], rest[1])
+
+    def for_expr(self, meta, children):
+        rest = [c for c in children if not _is_tok(c, "LABEL") and c is not None]
+        return A.For(_span(meta), self._label(children), rest[0], rest[1], rest[2])
+
+    def try_expr(self, meta, children):
+        return A.TryCatch(_span(meta), children[0], children[1:])
+
+    def catch_clause(self, meta, children):
+        items = _present(children)
+        block = items[-1]
+        names = [str(c) for c in items[:-1]]
+        type_name = names[0] if names else None
+        binding = names[1] if len(names) > 1 else None
+        if binding == "_":
+            binding = None
+        return A.CatchClause(_span(meta), type_name, binding, block)
+
+    def return_expr(self, meta, children):
+        return A.Return(_span(meta), children[0] if children else None)
+
+    def break_expr(self, meta, children):
+        label = self._label(children)
+        rest = [c for c in children if not _is_tok(c, "LABEL") and c is not None]
+        return A.Break(_span(meta), label, rest[0] if rest else None)
+
+    def continue_expr(self, meta, children):
+        return A.Continue(_span(meta), self._label(children))
+
+    def throw_expr(self, meta, children):
+        return A.Throw(_span(meta), children[0])
+
+    def emit_expr(self, meta, children):
+        return A.Emit(_span(meta), children[0])
+
+    def plain_string(self, meta, children):
+        return A.Literal(_span(meta), str(children[0]))
+
+    def interp_string(self, meta, children):
+        parts: list[Any] = []
+        for c in children:
+            if isinstance(c, Token):
+                if str(c):
+                    parts.append(str(c))
+            else:
+                parts.append(c)
+        return A.Interp(_span(meta), parts)
+
+    def int_lit(self, meta, children):
+        tok = children[0]
+        value = _parse_int(str(tok))
+        if value > 2**63 - 1 + 1:  # allow the magnitude of i64::MIN for `-9223372036854775808`
+            raise _BuildError(f"integer literal `{tok}` does not fit in a 64-bit Int", _tok_span(tok))
+        return A.Literal(_span(meta), value)
+
+    def float_lit(self, meta, children):
+        return A.Literal(_span(meta), float(str(children[0]).replace("_", "")))
+
+    def true_lit(self, meta, children):
+        return A.Literal(_span(meta), True)
+
+    def false_lit(self, meta, children):
+        return A.Literal(_span(meta), False)
+
+    def nil_lit(self, meta, children):
+        return A.Literal(_span(meta), None)
+
+    # ---------------------------------------------------------- patterns
+    def or_pat(self, meta, children):
+        left, right = children
+        alts = left.alts if isinstance(left, A.OrPat) else [left]
+        return A.OrPat(_span(meta), alts + [right])
+
+    def at_pat(self, meta, children):
+        return A.AtPat(_span(meta), str(children[0]), children[1])
+
+    def wildcard_pat(self, meta, children):
+        return A.WildcardPat(_span(meta))
+
+    def lit_pat(self, meta, children):
+        lit = children[0]
+        return A.LiteralPat(_span(meta), lit.value)
+
+    def neg_int_pat(self, meta, children):
+        sign = -1 if str(children[0]) == "-" else 1
+        return A.LiteralPat(_span(meta), sign * _parse_int(str(children[1])))
+
+    def neg_float_pat(self, meta, children):
+        sign = -1.0 if str(children[0]) == "-" else 1.0
+        return A.LiteralPat(_span(meta), sign * float(str(children[1]).replace("_", "")))
+
+    def range_pat(self, meta, children):
+        lo, op, hi = children
+        return A.RangePat(_span(meta), lo.value, hi.value, str(op) == "..=")
+
+    def ident_pat(self, meta, children):
+        return A.IdentPat(_span(meta), str(children[0]))
+
+    def mut_ident_pat(self, meta, children):
+        return A.IdentPat(_span(meta), str(children[1]), True)
+
+    def path_pat(self, meta, children):
+        return A.PathPat(_span(meta), children[0].segments)
+
+    def _head_path(self, head):
+        return head.segments if isinstance(head, A.Path) else [str(head)]
+
+    def variant_pat(self, meta, children):
+        return A.VariantPat(_span(meta), self._head_path(children[0]), _present(children[1:]))
+
+    def struct_pat(self, meta, children):
+        fields = []
+        has_rest = False
+        for c in _present(children[1:]):
+            if c == "..":
+                has_rest = True
+            else:
+                fields.append(c)
+        return A.StructPat(_span(meta), self._head_path(children[0]), fields, has_rest)
+
+    def field_pat(self, meta, children):
+        return (str(children[0]), children[1])
+
+    def field_pat_short(self, meta, children):
+        mutable = any(_is_tok(c, "MUT") for c in children)
+        name = str([c for c in children if _is_tok(c, "IDENT")][0])
+        return (name, A.IdentPat(_span(meta), name, mutable))
+
+    def field_pat_rest(self, meta, children):
+        return ".."
+
+    def unit_pat(self, meta, children):
+        return A.LiteralPat(_span(meta), None)
+
+    def tuple_pat(self, meta, children):
+        return A.TuplePat(_span(meta), _present(children))
+
+    def rest_pat(self, meta, children):
+        name = str(children[1]) if len(children) > 1 and children[1] is not None else ""
+        return ("rest", name)
+
+    def array_pat(self, meta, children):
+        before: list[A.Pattern] = []
+        after: list[A.Pattern] = []
+        rest: str | None = None
+        seen_rest = False
+        for c in _present(children):
+            if isinstance(c, tuple) and c[0] == "rest":
+                if seen_rest:
+                    raise _BuildError("an array pattern can hold only one `..`", _span(meta))
+                seen_rest = True
+                rest = c[1]
+            elif seen_rest:
+                after.append(c)
+            else:
+                before.append(c)
+        return A.ArrayPat(_span(meta), before, rest, seen_rest, after)
+
+
+def _flatten(items: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, list):
+            out.extend(item)
+        elif item is not None:
+            out.append(item)
+    return out

@@ -1,0 +1,216 @@
+"""The `concerto` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import msgspec
+import typer
+from rich.console import Console
+
+from concerto import ir
+from concerto.compiler import CompileResult, compile_file
+from concerto.compiler.diagnostics import Diagnostic, render_plain
+from concerto.disasm import disassemble
+from concerto.vm.loader import IRLoadError, load_bytes
+from concerto.vm.machine import Machine, Panic, RunConfig, VMError
+from concerto.vm.values import debug, to_json
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Compile and run Concerto programs (.conc source or .conc-ir).",
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, soft_wrap=True)
+
+
+class EmitFormat(str, Enum):
+    pretty = "pretty"
+    jsonl = "jsonl"
+
+
+def _usage_error(message: str) -> typer.Exit:
+    err_console.print(f"error: {message}", markup=False)
+    return typer.Exit(2)
+
+
+def _report(diagnostics: list[Diagnostic], sources: dict[str, str]) -> None:
+    for d in diagnostics:
+        source = sources.get(d.file)
+        if source is None and d.file and Path(d.file).is_file():
+            try:
+                source = Path(d.file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                source = None
+        err_console.print(render_plain(d, source), markup=False)
+    errors = sum(1 for d in diagnostics if d.severity == "error")
+    if errors:
+        err_console.print(f"error: could not compile: {errors} error{'s' if errors != 1 else ''}", markup=False)
+
+
+def _require_file(path: Path) -> None:
+    if not path.exists():
+        raise _usage_error(f"no such file: {path}")
+    if path.is_dir():
+        raise _usage_error(f"{path} is a directory, not a .conc or .conc-ir file")
+
+
+def _compile(path: Path) -> CompileResult:
+    _require_file(path)
+    result = compile_file(path)
+    if not result.ok:
+        _report(result.diagnostics, result.sources)
+        raise typer.Exit(1)
+    return result
+
+
+def _is_ir(path: Path) -> bool:
+    return path.suffix in (".conc-ir", ".json") or path.name.endswith(".conc-ir")
+
+
+@app.command()
+def compile(
+    file: Path = typer.Argument(..., help="The .conc source file."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write the IR (default: FILE with .conc-ir)."),
+) -> None:
+    """Compile FILE to spec-16 IR (.conc-ir JSON)."""
+    result = _compile(file)
+    assert result.program is not None
+    out = output or file.with_suffix(".conc-ir")
+    try:
+        out.write_bytes(ir.encode(result.program) + b"\n")
+    except OSError as e:
+        err_console.print(f"error: cannot write {out}: {e.strerror or e}", markup=False)
+        raise typer.Exit(1) from None
+    err_console.print(f"wrote {out}", markup=False)
+
+
+@app.command()
+def check(file: Path = typer.Argument(..., help="The .conc source file.")) -> None:
+    """Parse and check FILE, reporting every error; write nothing."""
+    result = _compile(file)
+    _report(result.diagnostics, result.sources)
+    err_console.print(f"{file}: no errors", markup=False)
+
+
+def _load_program(file: Path):
+    _require_file(file)
+    if _is_ir(file):
+        try:
+            program = load_bytes(file.read_bytes())
+        except IRLoadError as e:
+            err_console.print(f"{file}: error: invalid IR: {e}", markup=False)
+            raise typer.Exit(1) from None
+        except OSError as e:
+            raise _usage_error(f"cannot read {file}: {e.strerror or e}") from None
+        sources: dict[str, str] = {}
+        src_path = file.parent / program.source_file
+        if src_path.is_file():
+            try:
+                sources[program.source_file] = src_path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                pass
+        for w in program.warnings:
+            err_console.print(f"{file}: warning: {w}", markup=False)
+        return program, sources
+    result = _compile(file)
+    assert result.program is not None
+    program = load_bytes(ir.encode(result.program, pretty=False), source_file=str(file))
+    return program, result.sources
+
+
+@app.command()
+def run(
+    file: Path = typer.Argument(..., help="A .conc source file or compiled .conc-ir."),
+    emit_format: EmitFormat = typer.Option(
+        EmitFormat.pretty, "--emit-format", help="pretty: readable lines; jsonl: one JSON object per emit on stdout."),
+    max_call_depth: int = typer.Option(10_000, "--max-call-depth", min=1, help="Fail the run beyond this many nested calls."),
+) -> None:
+    """Run FILE. Emits go to stdout; diagnostics and logs go to stderr."""
+    program, sources = _load_program(file)
+    encoder = msgspec.json.Encoder()
+    out = sys.stdout
+
+    def on_emit_jsonl(channel: str, payload: Any) -> None:
+        out.write(encoder.encode({"channel": channel, "payload": to_json(payload)}).decode("utf-8") + "\n")
+        out.flush()
+
+    def on_emit_pretty(channel: str, payload: Any) -> None:
+        out_console.print(f"[bold cyan]{channel}[/] {_escape(debug(payload))}")
+
+    def on_log(level: str, message: str) -> None:
+        style = {"error": "red", "warn": "yellow", "info": "green", "debug": "dim"}.get(level, "")
+        err_console.print(f"[{style}]{level}[/] {_escape(message)}" if style else f"{level} {message}")
+
+    machine = Machine(
+        program,
+        on_emit=on_emit_jsonl if emit_format is EmitFormat.jsonl else on_emit_pretty,
+        on_log=on_log,
+        config=RunConfig(max_call_depth=max_call_depth),
+    )
+    try:
+        machine.run_main()
+    except VMError as e:
+        _report_runtime_error(e, sources, program.source_file)
+        raise typer.Exit(1) from None
+    except Panic as e:
+        err_console.print(f"{program.source_file}: panic: {e.message}", markup=False)
+        raise typer.Exit(1) from None
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", "\\[")
+
+
+def _report_runtime_error(e: VMError, sources: dict[str, str], default_file: str) -> None:
+    loc = e.location
+    if loc is None:
+        err_console.print(f"{default_file}: error: {e.message}", markup=False)
+        return
+    source = sources.get(loc.file)
+    if source is None:
+        source = next(iter(sources.values()), None) if len(sources) == 1 else None
+    diag = Diagnostic(loc.file, loc.line, loc.col, f"{e.kind}: {e.message}")
+    text = render_plain(diag, source).replace(": error: ", ": runtime error: ", 1)
+    err_console.print(text, markup=False)
+    shown = e.trace[:12]
+    for entry in shown:
+        err_console.print(f"  at {entry.function} ({entry.file}:{entry.line}:{entry.col})", markup=False)
+    if len(e.trace) > len(shown):
+        err_console.print(f"  ... {len(e.trace) - len(shown)} more frames", markup=False)
+
+
+@app.command()
+def disasm(file: Path = typer.Argument(..., help="A .conc source file or compiled .conc-ir.")) -> None:
+    """Print a readable listing of every function: spans, opcodes, resolved operands."""
+    _require_file(file)
+    if _is_ir(file):
+        try:
+            program = ir.decode(file.read_bytes())
+            load_bytes(file.read_bytes())  # validate before printing
+        except (IRLoadError, msgspec.DecodeError, msgspec.ValidationError) as e:
+            err_console.print(f"{file}: error: invalid IR: {e}", markup=False)
+            raise typer.Exit(1) from None
+    else:
+        result = _compile(file)
+        assert result.program is not None
+        program = result.program
+    sys.stdout.write(disassemble(program))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted", markup=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

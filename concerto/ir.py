@@ -1,0 +1,172 @@
+"""The `.conc-ir` format (spec 16) as msgspec Structs: one definition, used by
+the compiler to write IR and by the VM loader to read it.
+
+Where spec 16 leaves a detail open, this module fixes it (docs/ir.md):
+* jump targets (`arg` of JUMP*, TRY_BEGIN) are absolute instruction indexes;
+* LOAD_LOCAL/STORE_LOCAL name a local from the function's `locals` list
+  (shadowed bindings get distinct names such as `x.1`);
+* a handful of opcodes the spec does not list carry what it has no opcode
+  for (closures, tuples, ranges, enum variants, pattern tests); they are
+  listed in EXTENSION_OPCODES.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+IR_VERSION = "0.1.0"
+
+
+class Instr(msgspec.Struct, omit_defaults=True):
+    op: str
+    arg: Any = None
+    name: str | None = None
+    argc: int | None = None
+    type_name: str | None = None
+    names: list[str] | None = None
+    span: tuple[int, int] = (0, 0)
+
+
+class Constant(msgspec.Struct):
+    index: int
+    type: str  # string | int | float | bool | nil
+    value: Any
+
+
+class Param(msgspec.Struct, omit_defaults=True):
+    name: str
+    type: Any = "any"
+    default: Any = None  # index of a function computing the default, if any
+
+
+class Function(msgspec.Struct, omit_defaults=True):
+    name: str
+    module: str = "main"
+    visibility: str = "private"
+    params: list[Param] = []
+    return_type: Any = "nil"
+    is_async: bool = False
+    locals: list[str] = []
+    instructions: list[Instr] = []
+    # Extensions: closures list the names they capture (the first locals
+    # after the params); methods name their receiver type.
+    captures: list[str] = []
+    self_type: str | None = None
+
+
+class FieldDef(msgspec.Struct, omit_defaults=True):
+    name: str
+    type: Any = "any"
+    required: bool | None = None
+
+
+class VariantDef(msgspec.Struct, omit_defaults=True):
+    name: str
+    data: list[dict[str, Any]] = []
+    fields: list[FieldDef] | None = None  # struct-like variants
+
+
+class TypeDef(msgspec.Struct, omit_defaults=True):
+    name: str
+    kind: str  # struct | enum | schema | trait | alias
+    fields: list[FieldDef] | None = None
+    variants: list[VariantDef] | None = None
+    methods: list[str] | None = None
+    target: Any = None  # alias target
+
+
+class HashMapDef(msgspec.Struct, omit_defaults=True):
+    name: str
+    key_type: Any = "string"
+    value_type: Any = "any"
+    persistence: Any = None
+
+
+class Mapping(msgspec.Struct):
+    function: str
+    instruction: int
+    line: int
+    column: int
+
+
+class SourceMap(msgspec.Struct):
+    file: str
+    mappings: list[Mapping] = []
+
+
+class Metadata(msgspec.Struct, omit_defaults=True):
+    compiler_version: str
+    entry_point: str = "main"
+    optimization_level: int = 0
+    debug_info: bool = True
+    compiled_at: str | None = None
+    # Extension: the function that initialises module-level values (consts,
+    # hashmaps) before the entry point runs.
+    init: str | None = None
+
+
+class Program(msgspec.Struct, omit_defaults=True):
+    version: str
+    module: str
+    source_file: str
+    constants: list[Constant]
+    types: list[TypeDef]
+    functions: list[Function]
+    models: list[Any] = []
+    tools: list[Any] = []
+    mcp_connections: list[Any] = []
+    schemas: list[Any] = []
+    connections: list[Any] = []
+    hashmaps: list[HashMapDef] = []
+    pipelines: list[Any] = []
+    source_map: SourceMap | None = None
+    metadata: Metadata | None = None
+
+
+REQUIRED_SECTIONS = ("version", "module", "constants", "types", "functions")
+
+# Opcodes of spec 16 the VM runs.
+SPEC_OPCODES = {
+    "PUSH", "POP", "DUP", "SWAP", "LOAD_CONST", "LOAD_LOCAL", "STORE_LOCAL", "LOAD_GLOBAL",
+    "STORE_GLOBAL", "ADD", "SUB", "MUL", "DIV", "MOD", "NEG", "EQ", "NEQ", "LT", "GT", "LTE",
+    "GTE", "AND", "OR", "NOT", "JUMP", "JUMP_IF_TRUE", "JUMP_IF_FALSE", "RETURN", "CALL",
+    "CALL_METHOD", "CALL_NATIVE", "EMIT", "TRY_BEGIN", "TRY_END", "CATCH", "THROW", "PROPAGATE",
+    "BUILD_ARRAY", "BUILD_MAP", "BUILD_STRUCT", "FIELD_GET", "FIELD_SET", "INDEX_GET",
+    "INDEX_SET", "CHECK_TYPE", "CAST", "HASH_MAP_GET", "HASH_MAP_SET", "HASH_MAP_DELETE",
+    "HASH_MAP_HAS",
+}
+
+# Opcodes this implementation adds (documented in docs/ir.md).
+EXTENSION_OPCODES = {
+    "CALL_VALUE",      # argc: call the callable under the arguments
+    "MAKE_CLOSURE",    # name: function; argc: captured values on the stack
+    "BUILD_TUPLE",     # arg: count
+    "BUILD_RANGE",     # arg: true when inclusive; lo and hi on the stack (nil = open)
+    "BUILD_VARIANT",   # type_name: enum (Option/Result too); name: variant; argc; names for struct variants
+    "BUILD_STRING",    # arg: count; concatenates the display text of the values
+    "TEST_VARIANT",    # type_name, name: pop value, push whether it is that variant
+    "VARIANT_FIELD",   # arg: position (Int) or field name (String) of the payload
+    "TEST_LEN",        # arg: length; name: "==" or ">="; pop value, push Bool (array/tuple)
+    "SLICE",           # pop hi, lo, value (nil = open); push the slice
+    "ITER_INIT",       # pop iterable, push an iterator
+    "ITER_NEXT",       # arg: exit target; push next item or jump when done
+    "COPY",            # shallow copy of the stack top (value semantics for `let mut`)
+    "RETHROW",         # re-raise an error no catch clause matched
+    "MATCH_FAIL",      # a refutable pattern did not match: runtime fault
+    "COALESCE",        # arg: target; `??`: unwrap Some / keep a non-nil value and jump, else fall through
+}
+
+ALL_OPCODES = SPEC_OPCODES | EXTENSION_OPCODES
+
+
+def encode(program: Program, pretty: bool = True) -> bytes:
+    raw = msgspec.json.encode(program)
+    if not pretty:
+        return raw
+    return msgspec.json.format(raw, indent=2)
+
+
+def decode(data: bytes | str) -> Program:
+    return msgspec.json.decode(data, type=Program)

@@ -1,0 +1,313 @@
+"""Decode, validate and link `.conc-ir`.
+
+Linking turns each instruction into a tuple `(opcode_int, a, b)` whose operands
+are already what the dispatch loop needs: local names become slot indexes,
+constants become Python objects, jump targets stay indexes, callees become
+LinkedFunction objects, natives become Python callables, globals become cells.
+The hot loop then does no name or dictionary look-up per instruction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from concerto import ir
+from concerto.stdlib import load as load_stdlib
+from concerto.stdlib.registry import Native
+from concerto.vm import opcodes as O
+from concerto.vm.values import Closure
+
+
+class IRLoadError(Exception):
+    """The IR cannot be run. `where` names the section, function and instruction."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(f"{where}: {message}" if where else message)
+        self.message = message
+        self.where = where
+
+
+class LinkedFunction:
+    __slots__ = ("name", "code", "spans", "nlocals", "nparams", "ncaptures", "self_type", "file", "local_names")
+
+    def __init__(self, name: str, file: str) -> None:
+        self.name = name
+        self.file = file
+        self.code: list[tuple] = []
+        self.spans: list[tuple[int, int]] = []
+        self.nlocals = 0
+        self.nparams = 0
+        self.ncaptures = 0
+        self.self_type: str | None = None
+        self.local_names: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"<function {self.name}>"
+
+
+@dataclass
+class Program:
+    """A linked program, ready to run."""
+
+    ir: ir.Program
+    functions: dict[str, LinkedFunction]
+    globals: dict[str, list[Any]]  # name -> one-element cell
+    methods: dict[str, dict[str, LinkedFunction]]  # type name -> method -> function
+    entry: LinkedFunction
+    init: LinkedFunction | None
+    source_file: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_bytes(data: bytes | str, source_file: str | None = None) -> Program:
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError as e:
+        raise IRLoadError(f"not valid JSON ({e})") from None
+    return load_object(raw, source_file)
+
+
+def load_object(raw: Any, source_file: str | None = None) -> Program:
+    if not isinstance(raw, dict):
+        raise IRLoadError("the IR must be a JSON object")
+    warnings = check_version(raw.get("version"))
+    for section in ir.REQUIRED_SECTIONS:
+        if section not in raw:
+            raise IRLoadError(f"missing required section `{section}`")
+    try:
+        program = msgspec.convert(raw, type=ir.Program)
+    except msgspec.ValidationError as e:
+        raise IRLoadError(_validation_message(str(e))) from None
+    linked = link(program, source_file)
+    linked.warnings = warnings + linked.warnings
+    return linked
+
+
+def _validation_message(text: str) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.functions[0].instructions[2].arg`"
+    if " - at `" in text:
+        what, where = text.rsplit(" - at `", 1)
+        return f"{where.rstrip('`')}: {what}"
+    return text
+
+
+def check_version(version: Any) -> list[str]:
+    if not isinstance(version, str):
+        raise IRLoadError("missing or invalid `version` (expected a string like \"0.1.0\")")
+    try:
+        major, minor, *_ = (int(p) for p in version.split("."))
+    except ValueError:
+        raise IRLoadError(f"invalid IR version {version!r}") from None
+    want_major, want_minor, _ = (int(p) for p in ir.IR_VERSION.split("."))
+    if major != want_major:
+        raise IRLoadError(f"IR version {version} is not supported: this VM runs IR {want_major}.x")
+    if minor != want_minor:
+        return [f"IR version {version} differs from this VM's {ir.IR_VERSION} in the minor version; running anyway"]
+    return []
+
+
+def link(program: ir.Program, source_file: str | None = None) -> Program:
+    registry = load_stdlib()
+    file = source_file or program.source_file
+    functions: dict[str, LinkedFunction] = {}
+    for fn in program.functions:
+        if fn.name in functions:
+            raise IRLoadError(f"function `{fn.name}` is defined twice", "functions")
+        lf = LinkedFunction(fn.name, file)
+        functions[fn.name] = lf
+    globals_: dict[str, list[Any]] = {}
+    for fn in program.functions:
+        globals_[fn.name] = [Closure(functions[fn.name], (), None, fn.name)]
+    for hm in program.hashmaps:
+        globals_.setdefault(hm.name, [None])
+    constants = program.constants
+    for i, c in enumerate(constants):
+        if c.index != i:
+            raise IRLoadError(f"constant {i} has index {c.index}", "constants")
+    methods: dict[str, dict[str, LinkedFunction]] = {}
+    for fn in program.functions:
+        if fn.self_type:
+            methods.setdefault(fn.self_type, {})[fn.name.rsplit("::", 1)[1]] = functions[fn.name]
+    for fn in program.functions:
+        _link_function(fn, functions[fn.name], functions, globals_, constants, registry)
+    meta = program.metadata
+    entry_name = meta.entry_point if meta else "main"
+    if entry_name not in functions:
+        raise IRLoadError(f"entry point `{entry_name}` is not among the functions", "metadata")
+    init = None
+    if meta and meta.init:
+        if meta.init not in functions:
+            raise IRLoadError(f"init function `{meta.init}` is not among the functions", "metadata")
+        init = functions[meta.init]
+    return Program(program, functions, globals_, methods, functions[entry_name], init, file)
+
+
+def _link_function(
+    fn: ir.Function,
+    lf: LinkedFunction,
+    functions: dict[str, LinkedFunction],
+    globals_: dict[str, list[Any]],
+    constants: list[ir.Constant],
+    registry: Any,
+) -> None:
+    slots = {name: i for i, name in enumerate(fn.locals)}
+    for p in fn.params:
+        if p.name not in slots and p.name != "self":
+            raise IRLoadError(f"parameter `{p.name}` is not in `locals`", f"function `{fn.name}`")
+    lf.nlocals = len(fn.locals)
+    lf.nparams = len(fn.params)
+    lf.ncaptures = len(fn.captures)
+    lf.self_type = fn.self_type
+    lf.local_names = list(fn.locals)
+    n = len(fn.instructions)
+    code: list[tuple] = []
+    for i, ins in enumerate(fn.instructions):
+        where = f"function `{fn.name}`, instruction {i} ({ins.op})"
+        op = ins.op
+        if op not in ir.ALL_OPCODES:
+            raise IRLoadError(f"unknown opcode `{op}`", where)
+        code.append(_link_instr(ins, where, n, slots, functions, globals_, constants, registry))
+        lf.spans.append(tuple(ins.span))  # type: ignore[arg-type]
+    if not code or code[-1][0] not in (O.RETURN, O.JUMP, O.MATCH_FAIL, O.THROW, O.RETHROW):
+        raise IRLoadError("the last instruction must be RETURN (or a jump)", f"function `{fn.name}`")
+    lf.code = code
+
+
+def _need(value: Any, kind: type, what: str, where: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise IRLoadError(f"needs {what}", where)
+    return value
+
+
+def _link_instr(
+    ins: ir.Instr,
+    where: str,
+    n: int,
+    slots: dict[str, int],
+    functions: dict[str, LinkedFunction],
+    globals_: dict[str, list[Any]],
+    constants: list[ir.Constant],
+    registry: Any,
+) -> tuple:
+    op = ins.op
+    code = O.CODES[op]
+
+    def slot() -> int:
+        name = _need(ins.name, str, "a `name` naming a local", where)
+        if name not in slots:
+            raise IRLoadError(f"unknown local `{name}`", where)
+        return slots[name]
+
+    def target() -> int:
+        t = _need(ins.arg, int, "an `arg` jump target", where)
+        if not 0 <= t <= n:
+            raise IRLoadError(f"jump target {t} is outside the function (0..{n})", where)
+        return t
+
+    def count() -> int:
+        c = ins.arg if ins.arg is not None else ins.argc
+        c = _need(c, int, "a count", where)
+        if c < 0:
+            raise IRLoadError("count must not be negative", where)
+        return c
+
+    def argc() -> int:
+        c = _need(ins.argc if ins.argc is not None else 0, int, "an `argc`", where)
+        if c < 0:
+            raise IRLoadError("argc must not be negative", where)
+        return c
+
+    if op == "LOAD_CONST":
+        idx = _need(ins.arg, int, "an `arg` constant index", where)
+        if not 0 <= idx < len(constants):
+            raise IRLoadError(f"constant index {idx} out of range (pool has {len(constants)})", where)
+        return (code, constants[idx].value, None)
+    if op == "PUSH":
+        return (code, ins.arg, None)
+    if op in ("LOAD_LOCAL", "STORE_LOCAL"):
+        return (code, slot(), None)
+    if op in ("LOAD_GLOBAL", "STORE_GLOBAL"):
+        name = _need(ins.name, str, "a `name`", where)
+        if name in globals_:
+            return (code, globals_[name], name)
+        native = registry.functions.get(name)
+        if native is not None and op == "LOAD_GLOBAL":
+            return (O.PUSH, Closure(None, (), native.fn, name), None)
+        cell = globals_.setdefault(name, [_UNSET])
+        return (code, cell, name)
+    if op in ("JUMP", "JUMP_IF_TRUE", "JUMP_IF_FALSE", "TRY_BEGIN", "ITER_NEXT", "COALESCE"):
+        return (code, target(), None)
+    if op == "CALL":
+        name = _need(ins.name, str, "a `name`", where)
+        if name not in functions:
+            raise IRLoadError(f"call to unknown function `{name}`", where)
+        return (code, functions[name], argc())
+    if op == "CALL_NATIVE":
+        name = _need(ins.name, str, "a `name`", where)
+        native = registry.functions.get(name) or _BUILTIN_NATIVES.get(name)
+        if native is None:
+            raise IRLoadError(f"unknown native function `{name}`", where)
+        fn = native.fn if isinstance(native, Native) else native
+        return (code, fn, argc())
+    if op == "CALL_METHOD":
+        return (code, _need(ins.name, str, "a method `name`", where), argc())
+    if op == "CALL_VALUE":
+        return (code, argc(), None)
+    if op == "MAKE_CLOSURE":
+        name = _need(ins.name, str, "a `name`", where)
+        if name not in functions:
+            raise IRLoadError(f"closure of unknown function `{name}`", where)
+        return (code, functions[name], argc())
+    if op in ("BUILD_ARRAY", "BUILD_MAP", "BUILD_TUPLE", "BUILD_STRING"):
+        return (code, count(), None)
+    if op == "BUILD_STRUCT":
+        names = tuple(ins.names or ())
+        return (code, _need(ins.type_name, str, "a `type_name`", where), names)
+    if op == "BUILD_VARIANT":
+        type_name = _need(ins.type_name, str, "a `type_name`", where)
+        variant = _need(ins.name, str, "a variant `name`", where)
+        return (code, (type_name, variant, tuple(ins.names) if ins.names else None), argc())
+    if op == "TEST_VARIANT":
+        return (code, _need(ins.type_name, str, "a `type_name`", where), _need(ins.name, str, "a `name`", where))
+    if op in ("FIELD_GET", "FIELD_SET"):
+        return (code, _need(ins.name, str, "a field `name`", where), None)
+    if op in ("CHECK_TYPE", "CAST"):
+        return (code, _need(ins.type_name or ins.arg, str, "a `type_name`", where), None)
+    if op == "TEST_LEN":
+        return (code, _need(ins.arg, int, "an `arg` length", where), ins.name or "==")
+    if op in ("BUILD_RANGE", "SLICE"):
+        return (code, ins.arg, None)
+    if op == "VARIANT_FIELD":
+        return (code, ins.arg, None)
+    if op == "MATCH_FAIL":
+        idx = ins.arg
+        message = constants[idx].value if isinstance(idx, int) and 0 <= idx < len(constants) else "no pattern matched"
+        return (code, message, None)
+    if op.startswith("HASH_MAP_"):
+        name = _need(ins.name, str, "a hashmap `name`", where)
+        if name not in globals_:
+            raise IRLoadError(f"unknown hashmap `{name}`", where)
+        return (code, globals_[name], name)
+    return (code, ins.arg, None)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET = _Unset()
+
+# Natives that belong to the VM rather than a std:: module.
+_BUILTIN_NATIVES: dict[str, Any] = {}
+
+
+def builtin_native(name: str):
+    def register(fn):
+        _BUILTIN_NATIVES[name] = fn
+        return fn
+
+    return register
