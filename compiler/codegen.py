@@ -1233,7 +1233,7 @@ class FunctionCompiler:
                 self.emit("LOAD_LOCAL", name=src)
                 self.emit("LOAD_CONST", arg=self.pb.const(len(pat.before)))
                 self.emit("LOAD_CONST", arg=self.pb.const(-len(pat.after) if pat.after else None))
-                self.emit("SLICE", arg=False)
+                self.emit("SLICE", arg="rest")
                 local = self.declare(pat.rest, False, t)
                 self.emit("STORE_LOCAL", name=local.slot_name)
             return fails

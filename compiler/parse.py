@@ -33,13 +33,34 @@ class _DocLexer(ConcertoLexer):
 
 @lru_cache(maxsize=1)
 def parser() -> Lark:
+    # Building the LALR tables takes ~0.4 s; Lark caches them in a file keyed
+    # by the grammar's hash, so only the first run after a change pays it.
     return Lark(
         grammar_text(),
         parser="lalr",
         lexer=_DocLexer,
         propagate_positions=True,
         maybe_placeholders=True,
+        cache=_cache_file(),
     )
+
+
+def _cache_file() -> str | bool:
+    import hashlib
+    import os
+    import tempfile
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(grammar_text().encode("utf-8")).hexdigest()[:16]
+    for root in (os.path.join(base, "concerto"), os.path.join(tempfile.gettempdir(), "concerto-cache")):
+        try:
+            os.makedirs(root, exist_ok=True)
+            path = os.path.join(root, f"grammar-{digest}.lark-cache")
+            if os.access(root, os.W_OK):
+                return path
+        except OSError:
+            continue
+    return False
 
 
 # Friendly names for terminals in "expected ..." messages.

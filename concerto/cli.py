@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 
 from concerto import ir
-from concerto.compiler import CompileResult, compile_file
 from concerto.compiler.diagnostics import Diagnostic, render_plain
 from concerto.disasm import disassemble
 from concerto.vm.loader import IRLoadError, load_bytes
@@ -61,7 +60,10 @@ def _require_file(path: Path) -> None:
         raise _usage_error(f"{path} is a directory, not a .conc or .conc-ir file")
 
 
-def _compile(path: Path) -> CompileResult:
+def _compile(path: Path) -> Any:
+    # Imported here so running compiled IR never loads the compiler.
+    from concerto.compiler import compile_file
+
     _require_file(path)
     result = compile_file(path)
     if not result.ok:

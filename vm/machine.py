@@ -802,7 +802,7 @@ def _slice(obj: Any, lo: Any, hi: Any, mode: Any) -> Any:
     if type(obj) not in (list, str, tuple):
         raise ConcertoError(f"cannot slice {type_name(obj)}", "TypeError")
     n = len(obj)
-    if mode == "rest" or (type(hi) is int and hi < 0 and mode is False and lo is not None and type(lo) is int and lo >= 0 and hi < 0):
+    if mode == "rest":  # array patterns: `[a, ..rest, z]` (hi counts from the end)
         return obj[lo:hi] if hi is not None else obj[lo:]
     start = 0 if lo is None else lo
     end = n if hi is None else (hi + 1 if mode else hi)
