@@ -278,7 +278,8 @@ class FunctionCompiler:
                        hint="the function's return type is declared in its signature")
 
     # ------------------------------------------------------------ blocks
-    def block(self, block: A.Block, new_scope: bool = True) -> str | None:
+    def block(self, block: A.Block, new_scope: bool = True, discard: bool = False) -> str | None:
+        """Compile a block; it leaves its value on the stack unless `discard`."""
         if new_scope:
             self.push_scope()
         stmts = list(block.stmts)
@@ -287,7 +288,11 @@ class FunctionCompiler:
             tail = stmts.pop().expr
         for stmt in stmts:
             self.stmt(stmt)
-        if tail is not None:
+        if discard:
+            if tail is not None:
+                self.expr_discard(tail)
+            t = None
+        elif tail is not None:
             t = self.expr(tail)
         else:
             self.span = _end_span(block)
@@ -876,8 +881,7 @@ class FunctionCompiler:
         top = self.here()
         ctx.continue_target = top
         self.loops.append(ctx)
-        self.block(e.body)
-        self.emit("POP")
+        self.block(e.body, discard=True)
         self.emit("JUMP", arg=top)
         self.loops.pop()
         for j in ctx.break_jumps:
@@ -892,8 +896,7 @@ class FunctionCompiler:
         self.check_bool(e.cond, ct, "`while` condition")
         jf = self.emit("JUMP_IF_FALSE", arg=None)
         self.loops.append(ctx)
-        self.block(e.body)
-        self.emit("POP")
+        self.block(e.body, discard=True)
         self.emit("JUMP", arg=top)
         self.loops.pop()
         self.patch(jf)
@@ -929,8 +932,7 @@ class FunctionCompiler:
                 self.emit("MATCH_FAIL", arg=self.pb.const("pattern in `for` did not match the item"))
                 self.patch(ok)
         self.loops.append(ctx)
-        self.block(e.body)
-        self.emit("POP")
+        self.block(e.body, discard=True)
         self.emit("JUMP", arg=top)
         self.loops.pop()
         self.pop_scope()

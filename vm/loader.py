@@ -173,7 +173,70 @@ def _link_function(
         lf.spans.append(tuple(ins.span))  # type: ignore[arg-type]
     if not code or code[-1][0] not in (O.RETURN, O.JUMP, O.MATCH_FAIL, O.THROW, O.RETHROW):
         raise IRLoadError("the last instruction must be RETURN (or a jump)", f"function `{fn.name}`")
-    lf.code = code
+    lf.code, lf.spans = _fuse(code, lf.spans)
+
+
+_JUMPS = {O.JUMP, O.JUMP_IF_FALSE, O.JUMP_IF_TRUE, O.TRY_BEGIN, O.ITER_NEXT, O.COALESCE}
+_CMPS = {O.LT, O.GT, O.LTE, O.GTE, O.EQ, O.NEQ}
+_CONST_ARITH = {O.ADD: O.C_ADD, O.SUB: O.C_SUB, O.MUL: O.C_MUL, O.MOD: O.C_MOD}
+
+
+def _fuse(code: list[tuple], spans: list) -> tuple[list[tuple], list]:
+    """Peephole superinstructions for the commonest sequences.
+
+    A sequence is fused only when no jump lands inside it; jump targets are
+    then renumbered. The fused instruction keeps the span of the operation
+    that can fail, so runtime errors still point at the right column."""
+    n = len(code)
+    targets = {ins[1] for ins in code if ins[0] in _JUMPS}
+    out: list[tuple] = []
+    out_spans: list = []
+    remap = [0] * (n + 1)
+
+    def free(i: int, k: int) -> bool:
+        return i + k <= n and all((i + j) not in targets for j in range(1, k))
+
+    i = 0
+    while i < n:
+        op, a, b = code[i]
+        start = len(out)
+        remap[i] = start
+        nxt = code[i + 1] if i + 1 < n else None
+        if (op == O.LOAD_LOCAL and free(i, 4) and nxt[0] == O.LOAD_CONST and type(nxt[1]) is int
+                and code[i + 2][0] == O.ADD and code[i + 3][0] == O.STORE_LOCAL and code[i + 3][1] == a):
+            out.append((O.INC_LOCAL, a, nxt[1]))
+            out_spans.append(spans[i + 2])
+            width = 4
+        elif (op == O.LOAD_LOCAL and free(i, 4) and nxt[0] == O.LOAD_CONST and code[i + 2][0] == O.LT
+              and code[i + 3][0] == O.JUMP_IF_FALSE):
+            out.append((O.LC_LT_JIF, a, (nxt[1], code[i + 3][1])))
+            out_spans.append(spans[i + 2])
+            width = 4
+        elif op in _CMPS and free(i, 2) and nxt[0] == O.JUMP_IF_FALSE:
+            out.append((O.CMP_JIF, nxt[1], op))
+            out_spans.append(spans[i])
+            width = 2
+        elif op == O.LOAD_CONST and type(a) is int and free(i, 2) and nxt[0] in _CONST_ARITH:
+            out.append((_CONST_ARITH[nxt[0]], a, None))
+            out_spans.append(spans[i + 1])
+            width = 2
+        else:
+            out.append(code[i])
+            out_spans.append(spans[i])
+            width = 1
+        for j in range(1, width):
+            remap[i + j] = start
+        i += width
+    remap[n] = len(out)
+    for k, (op, a, b) in enumerate(out):
+        if op == O.JUMP and a < n and code[a][0] == O.RETURN:
+            out[k] = code[a]  # a jump to RETURN is a RETURN
+            continue
+        if op in _JUMPS or op == O.CMP_JIF:
+            out[k] = (op, remap[a], b)
+        elif op == O.LC_LT_JIF:
+            out[k] = (op, a, (b[0], remap[b[1]]))
+    return out, out_spans
 
 
 def _need(value: Any, kind: type, what: str, where: str) -> Any:

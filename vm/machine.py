@@ -39,6 +39,19 @@ LogHandler = Callable[[str, str], None]
 
 FAULT_KINDS = {"RuntimeError", "IndexError", "KeyError", "TypeError", "ArithmeticError", "OverflowError"}
 _END = object()
+_CMP_TEXT = {6: "<", 11: ">", 12: "<=", 13: ">=", 14: "==", 15: "!="}
+
+# The dispatch loop compares against literal opcode numbers (fastest in CPython);
+# this keeps them honest.
+assert all(O.CODES[name] == num for name, num in {
+    "LOAD_LOCAL": 0, "LOAD_CONST": 1, "STORE_LOCAL": 2, "JUMP_IF_FALSE": 3, "ADD": 4, "SUB": 5,
+    "LT": 6, "CALL": 7, "RETURN": 8, "JUMP": 9, "MUL": 10, "GT": 11, "LTE": 12, "GTE": 13,
+    "EQ": 14, "NEQ": 15, "FIELD_GET": 16, "CALL_METHOD": 17, "POP": 18, "INDEX_GET": 19,
+    "ITER_NEXT": 20, "JUMP_IF_TRUE": 21, "DIV": 22, "MOD": 23, "LOAD_GLOBAL": 24, "DUP": 25,
+    "CALL_VALUE": 26, "CALL_NATIVE": 27, "BUILD_STRING": 28, "BUILD_STRUCT": 29, "NOT": 30,
+    "LC_LT_JIF": 31, "C_ADD": 32, "C_SUB": 33, "C_MUL": 34, "C_MOD": 35, "INC_LOCAL": 36,
+    "CMP_JIF": 37,
+}.items())
 
 
 @dataclass
@@ -156,30 +169,90 @@ class Machine:
         max_depth = self.config.max_call_depth
         call_method = self._call_method
 
-        LOAD_LOCAL = O.LOAD_LOCAL; LOAD_CONST = O.LOAD_CONST; STORE_LOCAL = O.STORE_LOCAL
-        JUMP_IF_FALSE = O.JUMP_IF_FALSE; ADD = O.ADD; SUB = O.SUB; LT = O.LT; CALL = O.CALL
-        RETURN = O.RETURN; JUMP = O.JUMP; MUL = O.MUL; GT = O.GT; LTE = O.LTE; GTE = O.GTE
-        EQ = O.EQ; NEQ = O.NEQ; FIELD_GET = O.FIELD_GET; CALL_METHOD = O.CALL_METHOD; POP = O.POP
-        INDEX_GET = O.INDEX_GET; ITER_NEXT = O.ITER_NEXT; JUMP_IF_TRUE = O.JUMP_IF_TRUE
-        LOAD_GLOBAL = O.LOAD_GLOBAL; DUP = O.DUP; CALL_VALUE = O.CALL_VALUE
-        CALL_NATIVE = O.CALL_NATIVE; BUILD_STRING = O.BUILD_STRING; BUILD_STRUCT = O.BUILD_STRUCT
-        NOT = O.NOT
-
         while True:
             try:
                 while True:
                     op, a, b = code[pc]
                     pc += 1
-                    if op == LOAD_LOCAL:
+                    if op == 0:  # LOAD_LOCAL
                         stack.append(locals_[a])
-                    elif op == LOAD_CONST:
+                    elif op == 1:  # LOAD_CONST
                         stack.append(a)
-                    elif op == STORE_LOCAL:
+                    elif op == 2:  # STORE_LOCAL
                         locals_[a] = stack.pop()
-                    elif op == JUMP_IF_FALSE:
+                    elif op == 31:  # LC_LT_JIF: local < const, jump when false
+                        x = locals_[a]
+                        c, t = b
+                        if type(x) is type(c) and type(x) is not bool:
+                            if not x < c:
+                                pc = t
+                        elif not _compare("<", x, c):
+                            pc = t
+                    elif op == 32:  # C_ADD
+                        x = stack[-1]
+                        if type(x) is int:
+                            r = x + a
+                            if INT_MIN <= r <= INT_MAX:
+                                stack[-1] = r
+                            else:
+                                raise ConcertoError("integer overflow in `+`", "OverflowError")
+                        else:
+                            stack[-1] = _add(x, a)
+                    elif op == 36:  # INC_LOCAL: x += const
+                        x = locals_[a]
+                        if type(x) is int:
+                            r = x + b
+                            if INT_MIN <= r <= INT_MAX:
+                                locals_[a] = r
+                            else:
+                                raise ConcertoError("integer overflow in `+`", "OverflowError")
+                        else:
+                            locals_[a] = _add(x, b)
+                    elif op == 33:  # C_SUB
+                        x = stack[-1]
+                        if type(x) is int:
+                            r = x - a
+                            if INT_MIN <= r <= INT_MAX:
+                                stack[-1] = r
+                            else:
+                                raise ConcertoError("integer overflow in `-`", "OverflowError")
+                        else:
+                            stack[-1] = _arith("-", x, a)
+                    elif op == 37:  # CMP_JIF: compare the top two, jump when false
+                        y = stack.pop()
+                        x = stack.pop()
+                        if b == 14:
+                            ok = x == y if type(x) is type(y) else values_equal(x, y)
+                        elif b == 15:
+                            ok = x != y if type(x) is type(y) else not values_equal(x, y)
+                        elif type(x) is type(y) and type(x) is not bool:
+                            ok = x < y if b == 6 else x > y if b == 11 else x <= y if b == 12 else x >= y
+                        else:
+                            ok = _compare(_CMP_TEXT[b], x, y)
+                        if not ok:
+                            pc = a
+                    elif op == 34:  # C_MUL
+                        stack[-1] = _arith("*", stack[-1], a)
+                    elif op == 35:  # C_MOD
+                        x = stack[-1]
+                        if type(x) is int and x >= 0 and a > 0:
+                            stack[-1] = x % a
+                        else:
+                            stack[-1] = _arith("%", x, a)
+                    elif op == 23:  # MOD
+                        y = stack.pop()
+                        x = stack[-1]
+                        if type(x) is int and type(y) is int and x >= 0 and y > 0:
+                            stack[-1] = x % y
+                        else:
+                            stack[-1] = _arith("%", x, y)
+                    elif op == 22:  # DIV
+                        y = stack.pop()
+                        stack[-1] = _arith("/", stack[-1], y)
+                    elif op == 3:  # JUMP_IF_FALSE
                         if stack.pop() is False:
                             pc = a
-                    elif op == ADD:
+                    elif op == 4:  # ADD
                         y = stack.pop()
                         x = stack[-1]
                         if type(x) is int and type(y) is int:
@@ -190,7 +263,7 @@ class Machine:
                                 raise ConcertoError("integer overflow in `+`", "OverflowError")
                         else:
                             stack[-1] = _add(x, y)
-                    elif op == SUB:
+                    elif op == 5:  # SUB
                         y = stack.pop()
                         x = stack[-1]
                         if type(x) is int and type(y) is int:
@@ -201,14 +274,14 @@ class Machine:
                                 raise ConcertoError("integer overflow in `-`", "OverflowError")
                         else:
                             stack[-1] = _arith("-", x, y)
-                    elif op == LT:
+                    elif op == 6:  # LT
                         y = stack.pop()
                         x = stack[-1]
                         if type(x) is type(y) and type(x) is not bool:
                             stack[-1] = x < y
                         else:
                             stack[-1] = _compare("<", x, y)
-                    elif op == CALL:
+                    elif op == 7:  # CALL
                         # a: LinkedFunction, b: argc
                         if len(frames) >= max_depth:
                             raise ConcertoError(f"call depth exceeded ({max_depth} nested calls)", "RuntimeError")
@@ -225,7 +298,7 @@ class Machine:
                         base = len(stack)
                         code = a.code
                         pc = 0
-                    elif op == RETURN:
+                    elif op == 8:  # RETURN
                         rv = stack.pop()
                         if len(stack) > base:
                             del stack[base:]
@@ -236,9 +309,9 @@ class Machine:
                             return rv
                         code, pc, locals_, fn, base = frames.pop()
                         stack.append(rv)
-                    elif op == JUMP:
+                    elif op == 9:  # JUMP
                         pc = a
-                    elif op == MUL:
+                    elif op == 10:  # MUL
                         y = stack.pop()
                         x = stack[-1]
                         if type(x) is int and type(y) is int:
@@ -249,36 +322,36 @@ class Machine:
                                 raise ConcertoError("integer overflow in `*`", "OverflowError")
                         else:
                             stack[-1] = _arith("*", x, y)
-                    elif op == GT:
+                    elif op == 11:  # GT
                         y = stack.pop()
                         x = stack[-1]
                         if type(x) is type(y) and type(x) is not bool:
                             stack[-1] = x > y
                         else:
                             stack[-1] = _compare(">", x, y)
-                    elif op == LTE:
+                    elif op == 12:  # LTE
                         y = stack.pop()
                         x = stack[-1]
                         if type(x) is type(y) and type(x) is not bool:
                             stack[-1] = x <= y
                         else:
                             stack[-1] = _compare("<=", x, y)
-                    elif op == GTE:
+                    elif op == 13:  # GTE
                         y = stack.pop()
                         x = stack[-1]
                         if type(x) is type(y) and type(x) is not bool:
                             stack[-1] = x >= y
                         else:
                             stack[-1] = _compare(">=", x, y)
-                    elif op == EQ:
+                    elif op == 14:  # EQ
                         y = stack.pop()
                         x = stack[-1]
                         stack[-1] = x == y if type(x) is type(y) else values_equal(x, y)
-                    elif op == NEQ:
+                    elif op == 15:  # NEQ
                         y = stack.pop()
                         x = stack[-1]
                         stack[-1] = x != y if type(x) is type(y) else not values_equal(x, y)
-                    elif op == FIELD_GET:
+                    elif op == 16:  # FIELD_GET
                         obj = stack[-1]
                         if type(obj) is StructValue:
                             try:
@@ -287,7 +360,7 @@ class Machine:
                                 raise ConcertoError(f"`{obj.type_name}` has no field `{a}`", "TypeError") from None
                         else:
                             stack[-1] = _field_get(obj, a)
-                    elif op == CALL_METHOD:
+                    elif op == 17:  # CALL_METHOD
                         if b:
                             args = stack[-b:]
                             del stack[-b:]
@@ -311,32 +384,32 @@ class Machine:
                             pc = 0
                         else:
                             stack.append(target(self, recv, *args))
-                    elif op == POP:
+                    elif op == 18:  # POP
                         stack.pop()
-                    elif op == INDEX_GET:
+                    elif op == 19:  # INDEX_GET
                         idx = stack.pop()
                         obj = stack[-1]
                         if type(obj) is list and type(idx) is int and 0 <= idx < len(obj):
                             stack[-1] = obj[idx]
                         else:
                             stack[-1] = _index_get(obj, idx)
-                    elif op == ITER_NEXT:
+                    elif op == 20:  # ITER_NEXT
                         item = next(stack.pop(), _END)
                         if item is _END:
                             pc = a
                         else:
                             stack.append(item)
-                    elif op == JUMP_IF_TRUE:
+                    elif op == 21:  # JUMP_IF_TRUE
                         if stack.pop() is True:
                             pc = a
-                    elif op == LOAD_GLOBAL:
+                    elif op == 24:  # LOAD_GLOBAL
                         value = a[0]
                         if value.__class__.__name__ == "_Unset":
                             raise ConcertoError(f"global `{b}` is used before it is set", "RuntimeError")
                         stack.append(value)
-                    elif op == DUP:
+                    elif op == 25:  # DUP
                         stack.append(stack[-1])
-                    elif op == CALL_VALUE:
+                    elif op == 26:  # CALL_VALUE
                         if a:
                             args = stack[-a:]
                             del stack[-a:]
@@ -363,18 +436,18 @@ class Machine:
                             pc = 0
                         else:
                             stack.append(self.call_value(callee, args))
-                    elif op == CALL_NATIVE:
+                    elif op == 27:  # CALL_NATIVE
                         if b:
                             args = stack[-b:]
                             del stack[-b:]
                         else:
                             args = []
                         stack.append(a(self, *args))
-                    elif op == BUILD_STRING:
+                    elif op == 28:  # BUILD_STRING
                         parts = stack[-a:]
                         del stack[-a:]
                         stack.append("".join([p if type(p) is str else display(p) for p in parts]))
-                    elif op == BUILD_STRUCT:
+                    elif op == 29:  # BUILD_STRUCT
                         n = len(b)
                         if n:
                             values = stack[-n:]
@@ -382,7 +455,7 @@ class Machine:
                             stack.append(StructValue(a, dict(zip(b, values))))
                         else:
                             stack.append(StructValue(a, {}))
-                    elif op == NOT:
+                    elif op == 30:  # NOT
                         v = stack[-1]
                         if type(v) is not bool:
                             raise ConcertoError(f"`!` needs a Bool, found {type_name(v)}", "TypeError")

@@ -8,7 +8,10 @@ _HOT = [
     "RETURN", "JUMP", "MUL", "GT", "LTE", "GTE", "EQ", "NEQ", "FIELD_GET", "CALL_METHOD",
     "POP", "INDEX_GET", "ITER_NEXT", "JUMP_IF_TRUE", "DIV", "MOD", "LOAD_GLOBAL", "DUP",
     "CALL_VALUE", "CALL_NATIVE", "BUILD_STRING", "BUILD_STRUCT", "NOT",
+    # Superinstructions made by the linker (loader._fuse); never in IR files.
+    "LC_LT_JIF", "C_ADD", "C_SUB", "C_MUL", "C_MOD", "INC_LOCAL", "CMP_JIF",
 ]
+FUSED = {"LC_LT_JIF", "C_ADD", "C_SUB", "C_MUL", "C_MOD", "INC_LOCAL", "CMP_JIF"}
 CODES: dict[str, int] = {}
 for _name in _HOT + sorted(ALL_OPCODES - set(_HOT)):
     CODES[_name] = len(CODES)
