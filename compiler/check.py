@@ -69,6 +69,8 @@ def missing_cases(fc: "FunctionCompiler", match: A.Match, scrutinee_type: str | 
     """A description of what the arms miss, or None when they are exhaustive."""
     covered: dict[str, set[str]] = {}
     bools: set[bool] = set()
+    exact_lengths: set[int] = set()
+    min_rest: int | None = None
     for arm in match.arms:
         if arm.guard is not None:
             continue
@@ -81,7 +83,15 @@ def missing_cases(fc: "FunctionCompiler", match: A.Match, scrutinee_type: str | 
             v = _variant_of(fc, alt)
             if v is not None:
                 covered.setdefault(v[0], set()).add(v[1])
+            if isinstance(alt, A.ArrayPat) and all(_irrefutable(fc, p) for p in alt.before + alt.after):
+                k = len(alt.before) + len(alt.after)
+                if alt.has_rest:
+                    min_rest = k if min_rest is None else min(min_rest, k)
+                else:
+                    exact_lengths.add(k)
     if bools == {True, False}:
+        return None
+    if min_rest is not None and all(k in exact_lengths for k in range(min_rest)):
         return None
     if covered:
         enum = next(iter(covered))

@@ -611,8 +611,6 @@ class FunctionCompiler:
             elif not local.mutable:
                 self.error(target.span, f"cannot assign twice to immutable variable `{target.name}`",
                            hint=f"declare it with `let mut {target.name}`")
-            elif local.mutable == "once":
-                self.error(target.span, f"cannot assign twice to immutable variable `{target.name}`")
             if op:
                 self.emit("LOAD_LOCAL", name=local.slot_name)
                 vt = self.expr(e.value)
@@ -760,6 +758,8 @@ class FunctionCompiler:
         return "(" + ", ".join(t or "Any" for t in types) + ")"
 
     def x_ArrayExpr(self, e: A.ArrayExpr) -> str | None:
+        mixed_ok = getattr(self, "mixed_array_ok", False)
+        self.mixed_array_ok = False
         elem: str | None = None
         first_known: A.Expr | None = None
         for item in e.items:
@@ -770,7 +770,9 @@ class FunctionCompiler:
                 elem, first_known = t, item
             elif elem != t:
                 unified = T.unify(elem, t)
-                if unified is None and not T.compatible(elem, t, self.generics):
+                if unified is None and mixed_ok:
+                    elem = "Any"
+                elif unified is None and not T.compatible(elem, t, self.generics):
                     self.error(item.span, f"array elements must have one type: expected `{elem}`, found `{t}`",
                                hint="use Array<Any> for mixed values")
                     elem = "Any"
@@ -1436,7 +1438,10 @@ class FunctionCompiler:
         if native is not None:
             args = self.positional(e)
             for a in args:
+                # std:: parameters typed Array<Any> take mixed literals (spec 19's fmt::format)
+                self.mixed_array_ok = isinstance(a, A.ArrayExpr)
                 self.expr(a)
+                self.mixed_array_ok = False
             argc = len(args)
             if e.type_args:
                 tname = self.type_str(e.type_args[0]) or "Any"

@@ -642,7 +642,12 @@ class _Builder(Transformer):
 
     def lit_pat(self, meta, children):
         lit = children[0]
+        if isinstance(lit, A.LiteralPat):
+            return lit
         return A.LiteralPat(_span(meta), lit.value)
+
+    def string_pat(self, meta, children):
+        return A.LiteralPat(_span(meta), str(children[0]))
 
     def neg_int_pat(self, meta, children):
         sign = -1 if str(children[0]) == "-" else 1
