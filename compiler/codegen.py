@@ -999,6 +999,8 @@ class FunctionCompiler:
         return "Never"
 
     def x_TryCatch(self, e: A.TryCatch) -> str | None:
+        if not e.catches:
+            return self.try_as_result(e)
         begin = self.emit("TRY_BEGIN", arg=None)
         self.try_depth += 1
         body_t = self.block(e.body)
@@ -1039,6 +1041,21 @@ class FunctionCompiler:
         for j in ends:
             self.patch(j)
         return result
+
+    def try_as_result(self, e: A.TryCatch) -> str:
+        """`try { ... }` with no catch is a Result: Ok(value) or Err(error) (spec 13)."""
+        begin = self.emit("TRY_BEGIN", arg=None)
+        self.try_depth += 1
+        t = self.block(e.body)
+        self.try_depth -= 1
+        self.span = e.span
+        self.emit("BUILD_VARIANT", type_name="Result", name="Ok", argc=1)
+        self.emit("TRY_END")
+        jend = self.emit("JUMP", arg=None)
+        self.patch(begin)
+        self.emit("BUILD_VARIANT", type_name="Result", name="Err", argc=1)
+        self.patch(jend)
+        return f"Result<{t or 'Any'}, Any>"
 
     def catch_type(self, clause: A.CatchClause) -> str:
         name = clause.type_name or ""
@@ -1258,7 +1275,14 @@ class FunctionCompiler:
             return []
         tmp = self.temp("p")
         self.emit("LOAD_LOCAL", name=src)
-        if op == "INDEX_GET":
+        if op == "INDEX_GET" and key < 0:
+            # an element after `..`: counted from the end, which INDEX_GET refuses
+            self.emit("LOAD_CONST", arg=self.pb.const(key))
+            self.emit("LOAD_CONST", arg=self.pb.const(key + 1 if key < -1 else None))
+            self.emit("SLICE", arg="rest")
+            self.emit("LOAD_CONST", arg=self.pb.const(0))
+            self.emit("INDEX_GET")
+        elif op == "INDEX_GET":
             self.emit("LOAD_CONST", arg=self.pb.const(key))
             self.emit("INDEX_GET")
         elif op == "FIELD_GET":
