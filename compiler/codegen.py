@@ -269,7 +269,18 @@ class FunctionCompiler:
         return ir.Function(name=self.name, module=self.module.path or "main", locals=list(self.locals),
                            instructions=self.code)
 
+    def coerce(self, expected: str | None, actual: str | None) -> None:
+        """Spec 02's implicit conversions: Int -> Float, T -> Option<T> (Some)."""
+        if expected is None or actual is None or actual in ("Never", "Any"):
+            return
+        if expected == "Float" and actual == "Int":
+            self.emit("CAST", type_name="Float")
+        elif expected.startswith("Option<") and not actual.startswith("Option") and actual != "Nil":
+            self.emit("BUILD_VARIANT", type_name="Option", name="Some", argc=1)
+
     def check_return_type(self, actual: str | None, node: A.Node) -> None:
+        if self.ret_declared:
+            self.coerce(self.ret_type, actual)
         if not self.ret_declared or actual is None or actual == "Never":
             return
         if not T.compatible(self.ret_type, actual, self.generics):
@@ -343,9 +354,8 @@ class FunctionCompiler:
         t = self.expr(stmt.value)
         if declared is not None and not T.compatible(declared, t, self.generics):
             self.error(stmt.value.span, f"mismatched types: expected `{declared}`, found `{t}`")
-        if declared is not None and declared.startswith("Option<") and t is not None and not t.startswith("Option") and t not in ("Nil", "Any", "Never"):
-            self.span = stmt.value.span
-            self.emit("BUILD_VARIANT", type_name="Option", name="Some", argc=1)
+        self.span = stmt.value.span
+        self.coerce(declared, t)
         pat = stmt.pattern
         if isinstance(pat, A.IdentPat) and not self.is_unit_variant_name(pat.name):
             if pat.mutable and _is_place(stmt.value):
@@ -744,7 +754,9 @@ class FunctionCompiler:
         elif self.try_depth == 0 and not self.ret_declared and self.parent is None:
             self.error(e.span, f"`?` needs a function returning Result or Option, but `{self.name}` returns nothing",
                        hint="declare `-> Result<T, E>`, or put this inside `try { } catch { }`")
-        self.emit("PROPAGATE")
+        # In a function returning Result, `?` on None returns an Err (spec 13).
+        returns_result = self.ret_declared and self.ret_type is not None and self.ret_type.startswith("Result")
+        self.emit("PROPAGATE", arg=True if returns_result else None)
         if inner:
             head, args = T.split(inner)
             if head in ("Result", "Option") and args:
@@ -846,6 +858,7 @@ class FunctionCompiler:
             expected = FunctionCompiler(self.pb, owner, "<f>").type_str(fdecl.type)
             if not T.compatible(expected, t, self.generics):
                 self.error(fexpr.span, f"mismatched types: field `{fname}` expects `{expected}`, found `{t}`")
+            self.coerce(expected, t)
             names.append(fname)
         for fdecl in decls:
             if fdecl.name not in given:
@@ -1528,6 +1541,7 @@ class FunctionCompiler:
             t = self.expr(arg)
             if not T.compatible(expected, t, frozenset(decl.generics)):
                 self.error(arg.span, f"mismatched types: `{p.name}` expects `{expected}`, found `{t}`")
+            self.coerce(expected, t)
         self.span = e.span
         self.emit("CALL", name=qual, argc=len(params) + (1 if receiver else 0))
         ret = owner.type_str(decl.ret) if decl.ret else "Nil"

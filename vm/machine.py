@@ -669,6 +669,8 @@ class Machine:
                 if self.tries and self.tries[-1][0] == len(self.frames):
                     err = v.value if t is Err else StructValue("RuntimeError", {"message": "`?` found None"})
                     return self._catch(err)
+                if v is NONE and a:
+                    return ("return", Err(StructValue("RuntimeError", {"message": "`?` found None"})))
                 return ("return", v)
             raise ConcertoError(f"`?` needs a Result or Option, found {type_name(v)}", "TypeError")
         elif op == O.THROW:

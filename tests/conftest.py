@@ -1,0 +1,127 @@
+"""Shared helpers for the Concerto test suite.
+
+* `run_source(src)` compiles inline source, encodes the program to IR JSON
+  bytes, loads those bytes with the VM loader and runs `main`, so every
+  behaviour test also round-trips the IR. It returns the emits as
+  `[(channel, payload)]` where `payload` is the spec-20 JSON-compatible value.
+* `cli(*args)` runs `python -m concerto ...` in a subprocess. It is slow
+  (~0.3 s), so only the CLI tests use it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from concerto import ir
+from concerto.compiler import CompileResult, compile_source
+from concerto.compiler.diagnostics import render_plain
+from concerto.vm.loader import load_bytes
+from concerto.vm.machine import Machine, RunConfig, VMError
+from concerto.vm.values import to_json
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+# A small depth keeps the "call depth exceeded" tests fast; ordinary programs
+# in the suite never nest anywhere near this deep.
+DEFAULT_DEPTH = 500
+
+
+class CompileFailed(AssertionError):
+    def __init__(self, result: CompileResult) -> None:
+        self.result = result
+        super().__init__("program did not compile:\n" + rendered(result))
+
+
+def rendered(result: CompileResult) -> str:
+    return "\n".join(render_plain(d, result.sources.get(d.file)) for d in result.diagnostics)
+
+
+def compile_ok(src: str, file: str = "main.conc") -> CompileResult:
+    result = compile_source(textwrap.dedent(src), file)
+    if not result.ok:
+        raise CompileFailed(result)
+    return result
+
+
+def load_program(src: str, file: str = "main.conc"):
+    result = compile_ok(src, file)
+    data = ir.encode(result.program)
+    assert isinstance(data, bytes)
+    return load_bytes(data)
+
+
+def run_source(src: str, file: str = "main.conc", max_call_depth: int = DEFAULT_DEPTH) -> list[tuple[str, Any]]:
+    """compile -> IR JSON bytes -> load_bytes -> Machine.run_main; the emits."""
+    program = load_program(src, file)
+    out: list[tuple[str, Any]] = []
+    machine = Machine(
+        program,
+        on_emit=lambda channel, payload: out.append((channel, to_json(payload))),
+        on_log=lambda level, message: None,
+        config=RunConfig(max_call_depth=max_call_depth),
+    )
+    machine.run_main()
+    return out
+
+
+def emitted(src: str, **kw: Any) -> list[Any]:
+    """Just the payloads, in order."""
+    return [payload for _, payload in run_source(src, **kw)]
+
+
+def run_fault(src: str, **kw: Any) -> tuple[VMError, list[tuple[str, Any]]]:
+    """Run a program expected to end with a VMError: (error, emits so far)."""
+    out: list[tuple[str, Any]] = []
+    program = load_program(src, kw.pop("file", "main.conc"))
+    machine = Machine(
+        program,
+        on_emit=lambda channel, payload: out.append((channel, to_json(payload))),
+        on_log=lambda level, message: None,
+        config=RunConfig(max_call_depth=kw.pop("max_call_depth", DEFAULT_DEPTH)),
+    )
+    with pytest.raises(VMError) as info:
+        machine.run_main()
+    return info.value, out
+
+
+def diagnostics_of(src: str, file: str = "main.conc"):
+    result = compile_source(textwrap.dedent(src), file)
+    return result
+
+
+def cli(*args: str, input: str | None = None, cwd: str | os.PathLike[str] | None = None,
+        timeout: float = 60) -> tuple[int, str, str]:
+    """Run `python -m concerto ARGS`: (exit code, stdout, stderr)."""
+    env = dict(os.environ)
+    env.setdefault("SOURCE_DATE_EPOCH", "0")
+    env["NO_COLOR"] = "1"
+    env["COLUMNS"] = "200"
+    proc = subprocess.run(
+        [sys.executable, "-m", "concerto", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def example_files() -> list[Path]:
+    return sorted(EXAMPLES.glob("*.conc")) if EXAMPLES.is_dir() else []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # examples/ is edited by others: a snapshot whose example was removed or
+    # renamed should warn, not fail the whole session.
+    if hasattr(config.option, "warn_unused_snapshots"):
+        config.option.warn_unused_snapshots = True
