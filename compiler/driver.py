@@ -141,9 +141,6 @@ def _collect_methods(pb: ProgramBuilder) -> None:
                 pb.fn_sigs[qual] = FnInfo(qual, tm, module, self_type=type_name, from_trait=trait_decl.name)
                 symbols.item_module[qual] = module.path
                 symbols.public.add(qual)
-    for name, trait in symbols.traits.items():
-        for tm in trait.methods:
-            pass
 
 
 def _compile_functions(pb: ProgramBuilder) -> None:
@@ -233,11 +230,9 @@ def _type_defs(pb: ProgramBuilder) -> list[ir.TypeDef]:
     out: list[ir.TypeDef] = []
     symbols = pb.symbols
     for qual, s in symbols.structs.items():
-        fc = FunctionCompiler(pb, ModuleInfo("", "", ""), "<t>")
         fields = [ir.FieldDef(f.name, str(f.type)) for f in s.fields]
         methods = sorted(k.split("::")[-1] for k in pb.fn_sigs if k.startswith(qual + "::"))
         out.append(ir.TypeDef(qual, "struct", fields=fields, methods=methods or None))
-        del fc
     for qual, e in symbols.enums.items():
         variants = []
         for v in e.variants:

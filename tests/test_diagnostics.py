@@ -19,6 +19,10 @@ BUG_UNKNOWN_STD_ITEM = ("spec 14 'Module Resolution Order' step 7: `use std::mat
                         "compiles without an error")
 BUG_SPURIOUS_NO_MAIN = ("a lexer error other than unexpected/unterminated (invalid digit `12z`, unknown escape `\\q`, "
                         "bad `\\u{ZZ}`) also reports a spurious 'no `main` function' at 1:1, which sorts first")
+BUG_CIRCULAR_MODULES = ("spec 14 'Circular Dependencies': module a importing from b while b imports from a "
+                        "compiles without an error")
+BUG_PRIVATE_FIELD = ("spec 02/14 'Public Fields': a field without `pub` (`b` of `pub struct S { pub a: Int, b: Int }`) "
+                     "can be read from another module")
 BUG_CALL_NON_FUNCTION = "calling an Int (`let x = 5; x(1)`) is not rejected at compile time (spec 02: static types)"
 
 # name -> (source, message fragment, line, col)
@@ -314,3 +318,38 @@ def test_cli_run_compile_error_exits_1(tmp_path):
     assert out == ""
     assert f"{bad}:2:15: error:" in err
     assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- module-level errors
+
+@pytest.mark.xfail(strict=True, reason=BUG_CIRCULAR_MODULES)
+def test_circular_module_dependency_is_an_error(tmp_path):
+    (tmp_path / "a.conc").write_text('use b::hello;\npub fn from_a() -> String { "a" }\n')
+    (tmp_path / "b.conc").write_text('use a::from_a;\npub fn hello() -> String { from_a() }\n')
+    src = 'mod a;\nmod b;\nfn main() {\n    emit("x", b::hello());\n}\n'
+    (tmp_path / "main.conc").write_text(src)
+    result = compile_source(src, str(tmp_path / "main.conc"))
+    assert not result.ok
+    assert any("ircular" in d.message for d in result.diagnostics)
+
+
+@pytest.mark.xfail(strict=True, reason=BUG_PRIVATE_FIELD)
+def test_private_field_not_readable_from_another_module(tmp_path):
+    (tmp_path / "h.conc").write_text(
+        "pub struct S { pub a: Int, b: Int }\nimpl S { pub fn new() -> S { S { a: 1, b: 2 } } }\n")
+    src = 'mod h;\nfn main() {\n    let s = h::S::new();\n    emit("a", s.a);\n    emit("b", s.b);\n}\n'
+    (tmp_path / "main.conc").write_text(src)
+    result = compile_source(src, str(tmp_path / "main.conc"))
+    assert not result.ok
+    (d,) = [d for d in result.diagnostics if d.severity == "error"]
+    assert (d.line, d.col) == (5, 15) and "private" in d.message
+
+
+def test_private_function_of_another_module_is_an_error(tmp_path):
+    (tmp_path / "h.conc").write_text("fn private_helper() -> Int { 1 }\n")
+    src = 'mod h;\nfn main() {\n    emit("x", h::private_helper());\n}\n'
+    (tmp_path / "main.conc").write_text(src)
+    result = compile_source(src, str(tmp_path / "main.conc"))
+    assert not result.ok
+    (d,) = result.diagnostics
+    assert (d.line, d.col) == (3, 15) and "private" in d.message
