@@ -27,6 +27,9 @@ from concerto.vm.machine import Machine, RunConfig, VMError
 from concerto.vm.values import to_json
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Keep Hypothesis' caches under tests/ (git-ignored) rather than the repo root.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(Path(__file__).resolve().parent / ".hypothesis"))
 EXAMPLES = REPO / "examples"
 
 # A small depth keeps the "call depth exceeded" tests fast; ordinary programs

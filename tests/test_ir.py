@@ -449,3 +449,25 @@ def test_cli_runs_an_example_as_jsonl():
     for line in lines:
         obj = json.loads(line)
         assert set(obj) == {"channel", "payload"} and isinstance(obj["channel"], str)
+
+
+def _expected(path: Path) -> Path:
+    return path.parent / "expected" / (path.stem + ".jsonl")
+
+
+WITH_EXPECTED = [p for p in EXAMPLES if _expected(p).is_file()]
+
+
+@pytest.mark.skipif(not WITH_EXPECTED, reason="no examples/expected/*.jsonl yet")
+@pytest.mark.parametrize("path", WITH_EXPECTED, ids=[p.stem for p in WITH_EXPECTED] or None)
+def test_example_output_matches_expected_jsonl(path):
+    # In process (no subprocess): compile -> IR bytes -> load -> run, then compare
+    # with the recorded `concerto run --emit-format jsonl` output, line by line.
+    result = compile_file(path)
+    assert result.ok, rendered(result)
+    out: list[dict] = []
+    Machine(load_bytes(ir.encode(result.program)),
+            on_emit=lambda c, p: out.append({"channel": c, "payload": to_json(p)}),
+            on_log=lambda level, message: None).run_main()
+    expected = [json.loads(line) for line in _expected(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert out == expected

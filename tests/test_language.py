@@ -2040,3 +2040,34 @@ def test_pub_use_reexport(tmp_path):
     src = 'mod h;\nfn main() { emit("r", h::inner_fn()); }\n'
     (tmp_path / "main.conc").write_text(src)
     assert emitted(src, file=str(tmp_path / "main.conc")) == [3]
+
+
+def test_unmatched_typed_catch_rethrows_to_the_callers_try():
+    src = body('''
+        let v = try { inner() } catch IndexError(e) { emit("idx", e.message); -1 };
+        emit("v", v);
+        let w = try { thrower(5)? } catch String(e) { emit("s", e); -2 };
+        emit("w", w);
+        let z = try { thrower(1)? + 10 } catch { -3 };
+        emit("z", z);
+        try {
+            try { throw 1; } catch String(e) { emit("no", e); }
+        } catch Int(n) { emit("int", n); }
+        let nested = try {
+            let a = try { throw "x"; 0 } catch { 100 };
+            a + 1
+        } catch { -1 };
+        emit("nested", nested);
+    ''', items='''
+        fn inner() -> Int {
+            let r = try { [1][5] } catch AgentError(e) { -5 };
+            r
+        }
+        fn thrower(x: Int) -> Result<Int, String> {
+            if x > 1 { throw "too big"; }
+            Ok(x)
+        }
+    ''')
+    out = run_source(src)
+    assert out[0][0] == "idx" and "5" in out[0][1]
+    assert out[1:] == [("v", -1), ("s", "too big"), ("w", -2), ("z", 11), ("int", 1), ("nested", 101)]
