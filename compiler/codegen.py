@@ -678,7 +678,7 @@ class FunctionCompiler:
                    hint="assign to a variable, a field (`p.x`) or an element (`a[i]`)")
         raise CompileError()
 
-    def require_mutable_root(self, target: A.Expr) -> None:
+    def require_mutable_root(self, target: A.Expr, check_self: bool = True) -> None:
         root = target
         while isinstance(root, (A.Field, A.Index, A.TupleField)):
             root = root.obj
@@ -687,7 +687,7 @@ class FunctionCompiler:
             if local is not None and not local.mutable:
                 self.error(root.span, f"cannot change `{root.name}`: it is not declared `mut`",
                            hint=f"declare it with `let mut {root.name}`")
-        elif isinstance(root, A.SelfExpr):
+        elif check_self and isinstance(root, A.SelfExpr):
             local = self.lookup("self")
             if local is not None and not local.mutable:
                 self.error(root.span, "cannot change `self` in a method that takes `self`",
@@ -1606,14 +1606,7 @@ class FunctionCompiler:
         return f"did you mean `{close[0]}`?" if close else None
 
     def require_mutable_receiver(self, obj: A.Expr) -> None:
-        root = obj
-        while isinstance(root, (A.Field, A.Index, A.TupleField)):
-            root = root.obj
-        if isinstance(root, A.Name):
-            local = self.lookup(root.name)
-            if local is not None and not local.mutable:
-                self.error(root.span, f"cannot change `{root.name}`: it is not declared `mut`",
-                           hint=f"declare it with `let mut {root.name}`")
+        self.require_mutable_root(obj, check_self=False)
 
 
 def _diverges(stmt: A.Stmt) -> bool:
