@@ -50,8 +50,7 @@ def compile_source(text: str, file: str) -> CompileResult:
     resolver = Resolver()
     resolver.load_root(text, file)
     sources = dict(resolver.symbols.sources) or {file: text}
-    if resolver.diagnostics and any("unexpected" in d.message or "unterminated" in d.message
-                                    for d in resolver.diagnostics):
+    if resolver.syntax_failed:
         return CompileResult(None, sorted(resolver.diagnostics, key=sort_key), sources)
     pb = ProgramBuilder(resolver.symbols)
     pb.diagnostics.extend(resolver.diagnostics)

@@ -164,7 +164,7 @@ class _Scanner:
                     yield raw
                     pos = self.end_pos
                     continue
-            if ch.isdigit():
+            if "0" <= ch <= "9":  # str.isdigit() also accepts `²` and Arabic-Indic digits
                 yield self.number(pos)
                 pos = self.end_pos
                 continue

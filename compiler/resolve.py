@@ -89,6 +89,8 @@ class Resolver:
     def __init__(self) -> None:
         self.symbols = Symbols()
         self.diagnostics: list[Diagnostic] = []
+        # A file that did not parse: later checks would only add noise about it.
+        self.syntax_failed = False
         self.loading: list[str] = []
 
     def error(self, module: ModuleInfo, span: A.Span, message: str, hint: str | None = None) -> None:
@@ -97,6 +99,7 @@ class Resolver:
     def load_root(self, source: str, file: str) -> A.Module | None:
         module_ast, diags = parse_source(source, file)
         self.diagnostics.extend(diags)
+        self.syntax_failed |= module_ast is None
         if module_ast is None:
             return None
         info = ModuleInfo("", file, source)
@@ -173,6 +176,7 @@ class Resolver:
         self.symbols.sources[file] = text
         module_ast, diags = parse_source(text, file)
         self.diagnostics.extend(diags)
+        self.syntax_failed |= module_ast is None
         if module_ast is not None:
             self.add_module(ModuleInfo(path, file, text), module_ast.items)
         self.loading.pop()

@@ -17,8 +17,6 @@ from conftest import cli
 BUG_DUPLICATE_FIELD = "a struct with the same field declared twice compiles without any diagnostic"
 BUG_UNKNOWN_STD_ITEM = ("spec 14 'Module Resolution Order' step 7: `use std::math::nosuch;` (no such std item) "
                         "compiles without an error")
-BUG_SPURIOUS_NO_MAIN = ("a lexer error other than unexpected/unterminated (invalid digit `12z`, unknown escape `\\q`, "
-                        "bad `\\u{ZZ}`) also reports a spurious 'no `main` function' at 1:1, which sorts first")
 BUG_CIRCULAR_MODULES = ("spec 14 'Circular Dependencies': module a importing from b while b imports from a "
                         "compiles without an error")
 BUG_PRIVATE_FIELD = ("spec 02/14 'Public Fields': a field without `pub` (`b` of `pub struct S { pub a: Int, b: Int }`) "
@@ -33,6 +31,12 @@ BUG_CALL_NON_FUNCTION = "calling an Int (`let x = 5; x(1)`) is not rejected at c
 
 # name -> (source, message fragment, line, col)
 CASES: dict[str, tuple[str, str, int, int]] = {
+    "invalid_digit_in_number": (
+        'fn main() {\n    let x = 12z;\n}\n', "invalid digit 'z'", 2, 15),
+    "unknown_escape": (
+        'fn main() {\n    let s = "\\q";\n}\n', "unknown escape", 2, 14),
+    "bad_unicode_escape": (
+        'fn main() {\n    let s = "\\u{ZZ}";\n}\n', "unicode escape", 2, 14),
     "syntax_missing_semicolon": (
         'fn main() {\n    let x = 1\n    emit("x", x);\n}\n', "unexpected `emit`", 3, 5),
     "syntax_unexpected_token": (
@@ -151,12 +155,6 @@ BUG_CASES: dict[str, tuple[str, str, int, int, str]] = {
         'struct P {\n    x: Int,\n    x: Int,\n}\nfn main() {}\n', "`x`", 3, 5, BUG_DUPLICATE_FIELD),
     "unknown_std_import": (
         'use std::math::nosuch;\nfn main() {}\n', "nosuch", 1, 1, BUG_UNKNOWN_STD_ITEM),
-    "invalid_digit_in_number": (
-        'fn main() {\n    let x = 12z;\n}\n', "invalid digit 'z'", 2, 15, BUG_SPURIOUS_NO_MAIN),
-    "unknown_escape": (
-        'fn main() {\n    let s = "\\q";\n}\n', "unknown escape", 2, 14, BUG_SPURIOUS_NO_MAIN),
-    "bad_unicode_escape": (
-        'fn main() {\n    let s = "\\u{ZZ}";\n}\n', "unicode escape", 2, 14, BUG_SPURIOUS_NO_MAIN),
     "call_non_function": (
         'fn main() {\n    let x = 5;\n    emit("x", x(1));\n}\n', "", 3, None, BUG_CALL_NON_FUNCTION),
     "if_branch_type_mismatch": (

@@ -22,9 +22,6 @@ from concerto.compiler import compile_source
 from concerto.vm.loader import IRLoadError, load_bytes
 from conftest import example_files
 
-BUG_UNICODE_DIGIT = ("compile_source raises AssertionError (compiler/lexer.py number()) on a non-ASCII digit such "
-                     "as `²` or `٣`: str.isdigit() accepts it but the INT pattern does not match")
-BUG_IR_INVALID_UTF8 = "load_bytes raises UnicodeDecodeError instead of IRLoadError on IR bytes that are not UTF-8"
 
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -79,16 +76,7 @@ def _sources() -> list[str]:
 SOURCES = _sources()
 
 
-def _avoid_known_crashes(text: str) -> str:
-    """Map inputs that hit an already-reported crash to nearby inputs that do
-    not, so the fuzzers keep hunting for new ones. Each class is pinned by a
-    strict xfail below; drop its line here once the bug is fixed."""
-    # BUG_UNICODE_DIGIT: a non-ASCII digit (`²`, `٣`) crashes the lexer.
-    return "".join("0" if c.isdigit() and not c.isascii() else c for c in text)
-
-
 def _check_compiles_or_diagnoses(text: str) -> None:
-    text = _avoid_known_crashes(text)
     result = compile_source(text, "fuzz.conc")  # must not raise
     if result.ok:
         assert result.program is not None
@@ -235,8 +223,6 @@ def test_structural_ir_mutations_raise_only_irloaderror(mutations):
 @given(EDITS)
 def test_byte_level_ir_mutations_raise_only_irloaderror(edits):
     raw = _apply_edits(VALID_IR_BYTES, edits)
-    # BUG_IR_INVALID_UTF8 (pinned below): keep the edit but make it valid UTF-8.
-    raw = raw.decode("utf-8", errors="replace").encode("utf-8")
     _load_only_irloaderror(raw)
 
 
@@ -256,9 +242,8 @@ def test_instruction_operand_mutations_raise_only_irloaderror(path, field, value
     _load_only_irloaderror(json.dumps(doc).encode())
 
 
-# ---------------------------------------------------------------- crashes found by the fuzzers
+# ---------------------------------------------------------------- crashes the fuzzers found (fixed)
 
-@pytest.mark.xfail(strict=True, reason=BUG_UNICODE_DIGIT)
 @pytest.mark.parametrize("text", ["²", "\u0663", "fn main() { let x\u00b2 = 1; }"])
 def test_non_ascii_digit_gives_a_diagnostic(text):
     result = compile_source(text, "fuzz.conc")
@@ -266,7 +251,6 @@ def test_non_ascii_digit_gives_a_diagnostic(text):
     assert result.diagnostics and result.diagnostics[0].line >= 1
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_IR_INVALID_UTF8)
 @pytest.mark.parametrize("bad", [b"\x80", b"\xff\xfe", b"\xc3("])
 def test_ir_that_is_not_utf8_raises_irloaderror(bad):
     raw = VALID_IR_BYTES.replace(b'"main"', b'"ma' + bad + b'in"', 1)

@@ -67,6 +67,8 @@ def load_bytes(data: bytes | str, source_file: str | None = None) -> Program:
         raw = msgspec.json.decode(data)
     except msgspec.DecodeError as e:
         raise IRLoadError(f"not valid JSON ({e})") from None
+    except UnicodeDecodeError as e:
+        raise IRLoadError(f"not valid UTF-8 (byte {e.start}: {e.reason})") from None
     return load_object(raw, source_file)
 
 
