@@ -9,6 +9,13 @@ keeps the best wall-clock time of --runs runs each, checks that both printed
 the same result, and prints a table. The exit status is 1 if any result
 differs or a run fails.
 
+Before timing, the toolchain's own modules are byte-compiled (compileall), as
+a regular install does; otherwise an environment with PYTHONDONTWRITEBYTECODE
+would re-parse every module of the toolchain in every timed run.
+
+With --no-jit the VM runs every instruction in the interpreter (the tier-2
+compilation to Python in vm/pycompile.py is switched off).
+
 With --ir every .conc is first compiled (`concerto compile X.conc -o X.conc-ir`
 into a temporary directory) and the VM column times running the IR, so the
 compile step is left out of the measurement.
@@ -94,6 +101,17 @@ def python_result(stdout: str) -> object:
     return json.loads(lines[-1])
 
 
+def byte_compile_toolchain() -> None:
+    """Write .pyc files for the concerto packages (what `pip install` does)."""
+    import compileall
+    import importlib.util
+
+    for package in ("concerto", "concerto.compiler", "concerto.vm", "concerto.stdlib"):
+        spec = importlib.util.find_spec(package)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            compileall.compile_dir(location, quiet=1, maxlevels=0)
+
+
 def compile_ir(concerto: list[str], source: Path, out_dir: Path) -> Path:
     target = out_dir / (source.stem + ".conc-ir")
     run_timed([*concerto, "compile", str(source), "-o", str(target)])
@@ -134,6 +152,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per program; the best time counts (default 3)")
     parser.add_argument("--ir", action="store_true", help="compile to .conc-ir first and time running the IR")
+    parser.add_argument("--no-jit", action="store_true", help="time the interpreter alone (`concerto run --no-jit`)")
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
     args = parser.parse_args()
@@ -144,6 +163,8 @@ def main() -> int:
     runs = max(1, args.runs)
 
     concerto = concerto_command()
+    byte_compile_toolchain()
+    run_flags = ["--no-jit"] if args.no_jit else []
     rows: list[dict] = []
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="concerto-bench-") as tmp:
@@ -156,7 +177,7 @@ def main() -> int:
                 program = BENCH_DIR / f"{name}.conc"
                 if args.ir:
                     program = compile_ir(concerto, program, Path(tmp))
-                row["vm"], vm_out = best_of([*concerto, "run", "--emit-format", "jsonl", str(program)], runs)
+                row["vm"], vm_out = best_of([*concerto, "run", "--emit-format", "jsonl", *run_flags, str(program)], runs)
                 vm_value = concerto_result(vm_out)
                 if vm_value != py_value:
                     row["status"] = "DIFFERENT"
@@ -166,6 +187,8 @@ def main() -> int:
                 problems.append(f"{name}: {exc}")
 
     mode = "IR (compile excluded)" if args.ir else "source (compile included)"
+    if args.no_jit:
+        mode += ", interpreter only"
     print_table(rows, f"Concerto VM vs CPython, best of {runs}, {mode}")
     for problem in problems:
         print(problem, file=sys.stderr)

@@ -133,6 +133,9 @@ def run(
     emit_format: EmitFormat = typer.Option(
         EmitFormat.pretty, "--emit-format", help="pretty: readable lines; jsonl: one JSON object per emit on stdout."),
     max_call_depth: int = typer.Option(10_000, "--max-call-depth", min=1, help="Fail the run beyond this many nested calls."),
+    jit: bool = typer.Option(
+        True, "--jit/--no-jit",
+        help="Compile functions to Python before running (fast); --no-jit runs every instruction in the interpreter."),
 ) -> None:
     """Run FILE. Emits go to stdout; diagnostics and logs go to stderr."""
     program, sources = _load_program(file)
@@ -154,7 +157,7 @@ def run(
         program,
         on_emit=on_emit_jsonl if emit_format is EmitFormat.jsonl else on_emit_pretty,
         on_log=on_log,
-        config=RunConfig(max_call_depth=max_call_depth),
+        config=RunConfig(max_call_depth=max_call_depth, jit=jit),
     )
     try:
         machine.run_main()
@@ -189,9 +192,23 @@ def _report_runtime_error(e: VMError, sources: dict[str, str], default_file: str
 
 
 @app.command()
-def disasm(file: Path = typer.Argument(..., help="A .conc source file or compiled .conc-ir.")) -> None:
+def disasm(
+    file: Path = typer.Argument(..., help="A .conc source file or compiled .conc-ir."),
+    python: bool = typer.Option(
+        False, "--python", help="Print the Python source that `run` compiles the functions to, instead."),
+) -> None:
     """Print a readable listing of every function: spans, opcodes, resolved operands."""
     _require_file(file)
+    if python:
+        from concerto.vm.pycompile import compile_program
+
+        program_, _sources = _load_program(file)
+        compile_program(program_)
+        interpreted = [name for name, fn in program_.functions.items() if fn.jit is None]
+        sys.stdout.write(program_.jit_source + "\n")
+        if interpreted:
+            sys.stdout.write("# interpreted (not compiled): " + ", ".join(interpreted) + "\n")
+        return
     if _is_ir(file):
         try:
             program = ir.decode(file.read_bytes())

@@ -32,6 +32,10 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(Path(__file__).resolve().parent / ".hypothesis"))
 EXAMPLES = REPO / "examples"
 
+# Machine raises Python's recursion limit for compiled code; doing it once here
+# keeps Hypothesis from warning that a test changed it.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 100_000))
+
 # A small depth keeps the "call depth exceeded" tests fast; ordinary programs
 # in the suite never nest anywhere near this deep.
 DEFAULT_DEPTH = 500
@@ -61,17 +65,52 @@ def load_program(src: str, file: str = "main.conc"):
     return load_bytes(data)
 
 
-def run_source(src: str, file: str = "main.conc", max_call_depth: int = DEFAULT_DEPTH) -> list[tuple[str, Any]]:
-    """compile -> IR JSON bytes -> load_bytes -> Machine.run_main; the emits."""
-    program = load_program(src, file)
+def _run_once(src: str, file: str, max_call_depth: int, jit: bool) -> tuple[list[tuple[str, Any]], VMError | None]:
+    program = load_program(src, file)  # a fresh load: globals live in the program
     out: list[tuple[str, Any]] = []
     machine = Machine(
         program,
         on_emit=lambda channel, payload: out.append((channel, to_json(payload))),
         on_log=lambda level, message: None,
-        config=RunConfig(max_call_depth=max_call_depth),
+        config=RunConfig(max_call_depth=max_call_depth, jit=jit),
     )
-    machine.run_main()
+    if jit:
+        assert program.jit_failures == [], program.jit_failures
+    try:
+        machine.run_main()
+    except VMError as e:
+        return out, e
+    return out, None
+
+
+def _error_key(e: VMError | None) -> Any:
+    if e is None:
+        return None
+    # Compiled frames keep the innermost 64 trace entries (pycompile.TRACE_LIMIT);
+    # the CLI shows 12.
+    # Where a call-depth limit trips may differ: the interpreter also counts
+    # the re-entries natives make (docs/semantics.md, "Two tiers").
+    if e.message.startswith("call depth exceeded"):
+        return "call depth exceeded", e.kind
+    return e.message, e.kind, [(t.function, t.line, t.col) for t in e.trace[:12]]
+
+
+def run_both(src: str, file: str = "main.conc", max_call_depth: int = DEFAULT_DEPTH):
+    """Run in the interpreter and with tier-2 compilation (vm/pycompile.py);
+    both must give the same emits and the same error. Returns the compiled run's."""
+    interp_out, interp_err = _run_once(src, file, max_call_depth, jit=False)
+    jit_out, jit_err = _run_once(src, file, max_call_depth, jit=True)
+    assert jit_out == interp_out, "the two tiers emitted different values"
+    assert _error_key(jit_err) == _error_key(interp_err), "the two tiers failed differently"
+    return jit_out, jit_err
+
+
+def run_source(src: str, file: str = "main.conc", max_call_depth: int = DEFAULT_DEPTH) -> list[tuple[str, Any]]:
+    """compile -> IR JSON bytes -> load_bytes -> Machine.run_main; the emits.
+    Every program runs in both tiers (see run_both)."""
+    out, err = run_both(src, file, max_call_depth)
+    if err is not None:
+        raise err
     return out
 
 
@@ -82,17 +121,10 @@ def emitted(src: str, **kw: Any) -> list[Any]:
 
 def run_fault(src: str, **kw: Any) -> tuple[VMError, list[tuple[str, Any]]]:
     """Run a program expected to end with a VMError: (error, emits so far)."""
-    out: list[tuple[str, Any]] = []
-    program = load_program(src, kw.pop("file", "main.conc"))
-    machine = Machine(
-        program,
-        on_emit=lambda channel, payload: out.append((channel, to_json(payload))),
-        on_log=lambda level, message: None,
-        config=RunConfig(max_call_depth=kw.pop("max_call_depth", DEFAULT_DEPTH)),
-    )
-    with pytest.raises(VMError) as info:
-        machine.run_main()
-    return info.value, out
+    out, err = run_both(src, kw.pop("file", "main.conc"), kw.pop("max_call_depth", DEFAULT_DEPTH))
+    if err is None:
+        pytest.fail("the program ended without an error")
+    return err, out
 
 
 def diagnostics_of(src: str, file: str = "main.conc"):

@@ -31,7 +31,8 @@ class IRLoadError(Exception):
 
 
 class LinkedFunction:
-    __slots__ = ("name", "code", "spans", "nlocals", "nparams", "ncaptures", "self_type", "file", "local_names")
+    __slots__ = ("name", "code", "spans", "nlocals", "nparams", "ncaptures", "self_type", "file", "local_names",
+                 "base_code", "base_spans", "jit")
 
     def __init__(self, name: str, file: str) -> None:
         self.name = name
@@ -43,6 +44,11 @@ class LinkedFunction:
         self.ncaptures = 0
         self.self_type: str | None = None
         self.local_names: list[str] = []
+        # The linked code before superinstructions: what vm/pycompile.py translates.
+        self.base_code: list[tuple] = []
+        self.base_spans: list[tuple[int, int]] = []
+        # The tier-2 Python function, `jit(vm, *args, *captures)`, once compiled.
+        self.jit: Any = None
 
     def __repr__(self) -> str:
         return f"<function {self.name}>"
@@ -60,6 +66,9 @@ class Program:
     init: LinkedFunction | None
     source_file: str
     warnings: list[str] = field(default_factory=list)
+    jit_compiled: int | None = None  # functions compiled to Python (vm/pycompile.py)
+    jit_source: str = ""
+    jit_failures: list[str] = field(default_factory=list)  # the interpreter ran instead
 
 
 def load_bytes(data: bytes | str, source_file: str | None = None) -> Program:
@@ -175,6 +184,7 @@ def _link_function(
         lf.spans.append(tuple(ins.span))  # type: ignore[arg-type]
     if not code or code[-1][0] not in (O.RETURN, O.JUMP, O.MATCH_FAIL, O.THROW, O.RETHROW):
         raise IRLoadError("the last instruction must be RETURN (or a jump)", f"function `{fn.name}`")
+    lf.base_code, lf.base_spans = code, lf.spans
     lf.code, lf.spans = _fuse(code, lf.spans)
 
 

@@ -18,6 +18,35 @@ from typing import Any, Callable
 from concerto.stdlib import load as load_stdlib
 from concerto.vm import opcodes as O
 from concerto.vm.loader import LinkedFunction, Program, builtin_native
+from concerto.vm.operators import (
+    END,
+    NONE_FOUND,
+    Thrown,
+    add_values,
+    arith,
+    as_fault,
+    build_range,
+    cast,
+    check_channel,
+    compare,
+    copy_value,
+    fault_value,
+    field_get,
+    field_set,
+    hashmap_delete,
+    hashmap_get,
+    index_get,
+    index_set,
+    is_type,
+    is_variant,
+    iterate,
+    map_key,
+    negate,
+    propagated,
+    slice_value,
+    test_len,
+    variant_field,
+)
 from concerto.vm.values import (
     INT_MAX,
     INT_MIN,
@@ -37,8 +66,6 @@ from concerto.vm.values import (
 EmitHandler = Callable[[str, Any], None]
 LogHandler = Callable[[str, str], None]
 
-FAULT_KINDS = {"RuntimeError", "IndexError", "KeyError", "TypeError", "ArithmeticError", "OverflowError"}
-_END = object()
 _CMP_TEXT = {6: "<", 11: ">", 12: "<=", 13: ">=", 14: "==", 15: "!="}
 
 # The dispatch loop compares against literal opcode numbers (fastest in CPython);
@@ -85,19 +112,18 @@ class Panic(Exception):
         self.message = message
 
 
-class _Thrown(ConcertoError):
-    """An error value no catch clause matched, travelling to an outer try."""
-
-    def __init__(self, value: Any) -> None:
-        msg = value.fields.get("message") if isinstance(value, StructValue) else None
-        super().__init__(str(msg) if msg is not None else display(value), type_name(value))
-        self.value = value
-
-
 @dataclass
 class RunConfig:
     max_call_depth: int = 10_000
     max_steps: int | None = None
+    # Compile functions to Python source before running (vm/pycompile.py).
+    # Off means every instruction goes through the dispatch loop.
+    jit: bool = True
+
+
+# Natives that call back into Concerto (Array.map with a closure) nest Python
+# calls; this bounds that nesting well inside what the C stack can hold.
+MAX_NATIVE_REENTRY = 400
 
 
 @dataclass
@@ -112,6 +138,18 @@ class Machine:
         self.frames: list[tuple] = []
         self.tries: list[tuple[int, int, int]] = []  # (frame depth, catch pc, stack height)
         self.registry = load_stdlib()
+        self.reentry = 0
+        # Compiled functions are plain Python calls: they count their own depth
+        # against the same limit, and Python's recursion limit must sit above it.
+        self.jit_depth = 0
+        self.jit_max_depth = self.config.max_call_depth
+        if self.config.jit:
+            from concerto.vm.pycompile import compile_program
+
+            compile_program(self.program)
+            want = self.config.max_call_depth + 50 * MAX_NATIVE_REENTRY + 1000
+            if sys.getrecursionlimit() < want:
+                sys.setrecursionlimit(want)
 
     # -- NativeContext -------------------------------------------------------
     def call(self, function: Any, *args: Any) -> Any:
@@ -131,9 +169,25 @@ class Machine:
 
     # -- entry points ----------------------------------------------------------
     def run_main(self) -> Any:
-        if self.program.init is not None:
-            self.run_function(self.program.init, [])
-        result = self.run_function(self.program.entry, [])
+        """Run the init function and `main`; a fault that nothing caught becomes a VMError."""
+        try:
+            if self.program.init is not None:
+                self.run_function(self.program.init, [])
+            result = self.run_function(self.program.entry, [])
+        except (Panic, VMError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - faults become VMError, the rest propagates
+            fault = as_fault(exc)
+            if fault is None:
+                raise
+            value = fault.value if isinstance(fault, Thrown) else None
+            raise VMError(fault.message, fault.kind, list(getattr(fault, "concerto_trace", [])), value) from None
+        finally:
+            del self.frames[:]
+            del self.stack[:]
+            del self.tries[:]
+            self.jit_depth = 0
+            self.reentry = 0
         if type(result) is Err:
             value = result.value
             message = value.fields.get("message") if isinstance(value, StructValue) else None
@@ -142,8 +196,18 @@ class Machine:
         return result
 
     def run_function(self, fn: LinkedFunction, args: list[Any]) -> Any:
-        locals_ = args + [None] * (fn.nlocals - len(args))
-        return self._execute(fn, locals_)
+        """Call `fn` from Python (a native, the host, or compiled code)."""
+        if self.reentry >= MAX_NATIVE_REENTRY:
+            raise ConcertoError(f"call depth exceeded ({MAX_NATIVE_REENTRY} calls nested through natives)",
+                                "RuntimeError")
+        self.reentry += 1
+        try:
+            if fn.jit is not None and len(args) == fn.nparams + fn.ncaptures:
+                return fn.jit(self, *args)
+            locals_ = args + [None] * (fn.nlocals - len(args))
+            return self._execute(fn, locals_)
+        finally:
+            self.reentry -= 1
 
     def call_value(self, callee: Any, args: list[Any]) -> Any:
         if type(callee) is not Closure:
@@ -153,14 +217,16 @@ class Machine:
         fn = callee.function
         if len(args) != fn.nparams:
             raise ConcertoError(f"`{callee.name}` takes {fn.nparams} argument(s), {len(args)} given", "TypeError")
-        locals_ = args + list(callee.captures) + [None] * (fn.nlocals - fn.nparams - fn.ncaptures)
-        return self._execute(fn, locals_)
+        return self.run_function(fn, args + list(callee.captures) if callee.captures else args)
 
     # -- the loop --------------------------------------------------------------
     def _execute(self, fn: LinkedFunction, locals_: list[Any]) -> Any:
         stack = self.stack
         frames = self.frames
         tries = self.tries
+        # A boundary marker: code run by this call sits one frame deeper than
+        # whoever called in from Python, so it never sees (or pops) their try-frames.
+        frames.append(None)
         stop_depth = len(frames)
         entry_stack = len(stack)
         base = entry_stack
@@ -186,7 +252,7 @@ class Machine:
                         if type(x) is type(c) and type(x) is not bool:
                             if not x < c:
                                 pc = t
-                        elif not _compare("<", x, c):
+                        elif not compare("<", x, c):
                             pc = t
                     elif op == 32:  # C_ADD
                         x = stack[-1]
@@ -197,7 +263,7 @@ class Machine:
                             else:
                                 raise ConcertoError("integer overflow in `+`", "OverflowError")
                         else:
-                            stack[-1] = _add(x, a)
+                            stack[-1] = add_values(x, a)
                     elif op == 36:  # INC_LOCAL: x += const
                         x = locals_[a]
                         if type(x) is int:
@@ -207,7 +273,7 @@ class Machine:
                             else:
                                 raise ConcertoError("integer overflow in `+`", "OverflowError")
                         else:
-                            locals_[a] = _add(x, b)
+                            locals_[a] = add_values(x, b)
                     elif op == 33:  # C_SUB
                         x = stack[-1]
                         if type(x) is int:
@@ -217,7 +283,7 @@ class Machine:
                             else:
                                 raise ConcertoError("integer overflow in `-`", "OverflowError")
                         else:
-                            stack[-1] = _arith("-", x, a)
+                            stack[-1] = arith("-", x, a)
                     elif op == 37:  # CMP_JIF: compare the top two, jump when false
                         y = stack.pop()
                         x = stack.pop()
@@ -228,27 +294,27 @@ class Machine:
                         elif type(x) is type(y) and type(x) is not bool:
                             ok = x < y if b == 6 else x > y if b == 11 else x <= y if b == 12 else x >= y
                         else:
-                            ok = _compare(_CMP_TEXT[b], x, y)
+                            ok = compare(_CMP_TEXT[b], x, y)
                         if not ok:
                             pc = a
                     elif op == 34:  # C_MUL
-                        stack[-1] = _arith("*", stack[-1], a)
+                        stack[-1] = arith("*", stack[-1], a)
                     elif op == 35:  # C_MOD
                         x = stack[-1]
                         if type(x) is int and x >= 0 and a > 0:
                             stack[-1] = x % a
                         else:
-                            stack[-1] = _arith("%", x, a)
+                            stack[-1] = arith("%", x, a)
                     elif op == 23:  # MOD
                         y = stack.pop()
                         x = stack[-1]
                         if type(x) is int and type(y) is int and x >= 0 and y > 0:
                             stack[-1] = x % y
                         else:
-                            stack[-1] = _arith("%", x, y)
+                            stack[-1] = arith("%", x, y)
                     elif op == 22:  # DIV
                         y = stack.pop()
-                        stack[-1] = _arith("/", stack[-1], y)
+                        stack[-1] = arith("/", stack[-1], y)
                     elif op == 3:  # JUMP_IF_FALSE
                         if stack.pop() is False:
                             pc = a
@@ -262,7 +328,7 @@ class Machine:
                             else:
                                 raise ConcertoError("integer overflow in `+`", "OverflowError")
                         else:
-                            stack[-1] = _add(x, y)
+                            stack[-1] = add_values(x, y)
                     elif op == 5:  # SUB
                         y = stack.pop()
                         x = stack[-1]
@@ -273,16 +339,27 @@ class Machine:
                             else:
                                 raise ConcertoError("integer overflow in `-`", "OverflowError")
                         else:
-                            stack[-1] = _arith("-", x, y)
+                            stack[-1] = arith("-", x, y)
                     elif op == 6:  # LT
                         y = stack.pop()
                         x = stack[-1]
                         if type(x) is type(y) and type(x) is not bool:
                             stack[-1] = x < y
                         else:
-                            stack[-1] = _compare("<", x, y)
+                            stack[-1] = compare("<", x, y)
                     elif op == 7:  # CALL
                         # a: LinkedFunction, b: argc
+                        if a.jit is not None and b == a.nparams:
+                            # compiled (vm/pycompile.py): a plain Python call
+                            if b == 1:
+                                stack[-1] = a.jit(self, stack[-1])
+                            elif b:
+                                args = stack[-b:]
+                                del stack[-b:]
+                                stack.append(a.jit(self, *args))
+                            else:
+                                stack.append(a.jit(self))
+                            continue
                         if len(frames) >= max_depth:
                             raise ConcertoError(f"call depth exceeded ({max_depth} nested calls)", "RuntimeError")
                         frames.append((code, pc, locals_, fn, base))
@@ -306,6 +383,7 @@ class Machine:
                         while tries and tries[-1][0] >= depth:
                             tries.pop()
                         if depth == stop_depth:
+                            frames.pop()
                             return rv
                         code, pc, locals_, fn, base = frames.pop()
                         stack.append(rv)
@@ -321,28 +399,28 @@ class Machine:
                             else:
                                 raise ConcertoError("integer overflow in `*`", "OverflowError")
                         else:
-                            stack[-1] = _arith("*", x, y)
+                            stack[-1] = arith("*", x, y)
                     elif op == 11:  # GT
                         y = stack.pop()
                         x = stack[-1]
                         if type(x) is type(y) and type(x) is not bool:
                             stack[-1] = x > y
                         else:
-                            stack[-1] = _compare(">", x, y)
+                            stack[-1] = compare(">", x, y)
                     elif op == 12:  # LTE
                         y = stack.pop()
                         x = stack[-1]
                         if type(x) is type(y) and type(x) is not bool:
                             stack[-1] = x <= y
                         else:
-                            stack[-1] = _compare("<=", x, y)
+                            stack[-1] = compare("<=", x, y)
                     elif op == 13:  # GTE
                         y = stack.pop()
                         x = stack[-1]
                         if type(x) is type(y) and type(x) is not bool:
                             stack[-1] = x >= y
                         else:
-                            stack[-1] = _compare(">=", x, y)
+                            stack[-1] = compare(">=", x, y)
                     elif op == 14:  # EQ
                         y = stack.pop()
                         x = stack[-1]
@@ -359,7 +437,7 @@ class Machine:
                             except KeyError:
                                 raise ConcertoError(f"`{obj.type_name}` has no field `{a}`", "TypeError") from None
                         else:
-                            stack[-1] = _field_get(obj, a)
+                            stack[-1] = field_get(obj, a)
                     elif op == 17:  # CALL_METHOD
                         if b:
                             args = stack[-b:]
@@ -373,6 +451,9 @@ class Machine:
                                 raise ConcertoError(f"call depth exceeded ({max_depth} nested calls)", "RuntimeError")
                             if len(args) + 1 != target.nparams:
                                 raise ConcertoError(f"method `{a}` takes {target.nparams - 1} argument(s), {len(args)} given", "TypeError")
+                            if target.jit is not None:
+                                stack.append(target.jit(self, recv, *args))
+                                continue
                             frames.append((code, pc, locals_, fn, base))
                             fn = target
                             locals_ = [recv] + args
@@ -392,10 +473,10 @@ class Machine:
                         if type(obj) is list and type(idx) is int and 0 <= idx < len(obj):
                             stack[-1] = obj[idx]
                         else:
-                            stack[-1] = _index_get(obj, idx)
+                            stack[-1] = index_get(obj, idx)
                     elif op == 20:  # ITER_NEXT
-                        item = next(stack.pop(), _END)
-                        if item is _END:
+                        item = next(stack.pop(), END)
+                        if item is END:
                             pc = a
                         else:
                             stack.append(item)
@@ -423,6 +504,9 @@ class Machine:
                                     f"`{callee.name}` takes {target.nparams} argument(s), {len(args)} given", "TypeError")
                             if len(frames) >= max_depth:
                                 raise ConcertoError(f"call depth exceeded ({max_depth} nested calls)", "RuntimeError")
+                            if target.jit is not None:
+                                stack.append(target.jit(self, *args, *callee.captures))
+                                continue
                             frames.append((code, pc, locals_, fn, base))
                             fn = target
                             locals_ = args
@@ -474,6 +558,7 @@ class Machine:
                                 while tries and tries[-1][0] >= depth:
                                     tries.pop()
                                 if depth == stop_depth:
+                                    frames.pop()
                                     return rv
                                 code, pc, locals_, fn, base = frames.pop()
                                 stack.append(rv)
@@ -482,7 +567,7 @@ class Machine:
             except VMError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every fault is turned into a Concerto error
-                fault = _as_fault(exc)
+                fault = as_fault(exc)
                 if fault is None:
                     raise
                 # The innermost try at or above this run's entry frame handles it.
@@ -494,18 +579,17 @@ class Machine:
                     stack.append(fault_value(fault))
                     pc = catch_pc
                     continue
-                trace = self._trace(fn, pc, stop_depth)
-                del frames[stop_depth:]
+                # Unwind this call: its frames (inner frames first) join the trace
+                # that compiled or nested calls may already have started.
+                inner = getattr(exc, "concerto_trace", None) or []
+                fault.concerto_trace = inner + self._trace(fn, pc, stop_depth)  # type: ignore[attr-defined]
+                del frames[stop_depth - 1:]
                 del stack[entry_stack:]
-                if stop_depth == 0:
-                    value = fault.value if isinstance(fault, _Thrown) else None
-                    raise VMError(fault.message, fault.kind, trace, value) from None
-                fault.trace = getattr(fault, "trace", None) or trace  # type: ignore[attr-defined]
                 raise fault from None
 
     def _trace(self, fn: LinkedFunction, pc: int, stop_depth: int) -> list[TraceEntry]:
         entries = [_entry(fn, pc)]
-        for frame in reversed(self.frames):
+        for frame in reversed(self.frames[stop_depth:]):
             entries.append(_entry(frame[3], frame[1]))
         return entries
 
@@ -514,20 +598,12 @@ class Machine:
         stack = self.stack
         if op == O.DIV:
             y = stack.pop()
-            stack[-1] = _arith("/", stack[-1], y)
+            stack[-1] = arith("/", stack[-1], y)
         elif op == O.MOD:
             y = stack.pop()
-            stack[-1] = _arith("%", stack[-1], y)
+            stack[-1] = arith("%", stack[-1], y)
         elif op == O.NEG:
-            v = stack[-1]
-            if type(v) is int:
-                if v == INT_MIN:
-                    raise ConcertoError("integer overflow in negation", "OverflowError")
-                stack[-1] = -v
-            elif type(v) is float:
-                stack[-1] = -v
-            else:
-                raise ConcertoError(f"cannot negate a value of type {type_name(v)}", "TypeError")
+            stack[-1] = negate(stack[-1])
         elif op == O.PUSH:
             stack.append(a)
         elif op == O.SWAP:
@@ -543,9 +619,7 @@ class Machine:
         elif op == O.EMIT:
             payload = stack.pop()
             channel = stack.pop()
-            if type(channel) is not str:
-                raise ConcertoError(f"emit channel must be a String, found {type_name(channel)}", "TypeError")
-            self.on_emit(channel, payload)
+            self.on_emit(check_channel(channel), payload)
         elif op == O.BUILD_ARRAY:
             if a:
                 items = stack[-a:]
@@ -564,18 +638,11 @@ class Machine:
                 del stack[-2 * a:]
             m: dict[Any, Any] = {}
             for i in range(0, len(items), 2):
-                m[_map_key(items[i])] = items[i + 1]
+                m[map_key(items[i])] = items[i + 1]
             stack.append(m)
         elif op == O.BUILD_RANGE:
             hi = stack.pop()
-            lo = stack.pop()
-            if lo is None:
-                lo = 0
-            if hi is None:
-                raise ConcertoError("a range needs an end here", "RuntimeError")
-            if type(lo) is not int or type(hi) is not int:
-                raise ConcertoError("range bounds must be Int", "TypeError")
-            stack.append(range(lo, hi + 1 if a else hi))
+            stack[-1] = build_range(stack[-1], hi, a)
         elif op == O.BUILD_VARIANT:
             enum, variant, names = a
             if enum == "Option":
@@ -593,61 +660,33 @@ class Machine:
                 stack.append(EnumValue(enum, variant, data))
         elif op == O.TEST_VARIANT:
             v = stack.pop()
-            stack.append(_is_variant(v, a, b))
+            stack.append(is_variant(v, a, b))
         elif op == O.VARIANT_FIELD:
-            v = stack.pop()
-            t = type(v)
-            if t is Some or t is Ok or t is Err:
-                stack.append(v.value)
-            elif t is EnumValue:
-                stack.append(v.data[a])
-            else:
-                raise ConcertoError(f"{type_name(v)} has no variant data", "TypeError")
+            stack[-1] = variant_field(stack[-1], a)
         elif op == O.TEST_LEN:
-            v = stack.pop()
-            if b == "tuple":
-                stack.append(type(v) is tuple and len(v) == a)
-            elif b == ">=":
-                stack.append(type(v) in (list, tuple) and len(v) >= a)
-            else:
-                stack.append(type(v) in (list, tuple) and len(v) == a)
+            stack[-1] = test_len(stack[-1], a, b)
         elif op == O.SLICE:
             hi = stack.pop()
             lo = stack.pop()
             obj = stack.pop()
-            stack.append(_slice(obj, lo, hi, a))
+            stack.append(slice_value(obj, lo, hi, a))
         elif op == O.ITER_INIT:
-            stack.append(_iterate(stack.pop()))
+            stack.append(iterate(stack.pop()))
         elif op == O.COPY:
-            v = stack[-1]
-            t = type(v)
-            if t is list:
-                stack[-1] = list(v)
-            elif t is dict:
-                stack[-1] = dict(v)
-            elif t is StructValue:
-                stack[-1] = v.copy()
+            stack[-1] = copy_value(stack[-1])
         elif op == O.FIELD_SET:
             value = stack.pop()
-            obj = stack.pop()
-            if type(obj) is StructValue:
-                if a not in obj.fields:
-                    raise ConcertoError(f"`{obj.type_name}` has no field `{a}`", "TypeError")
-                obj.fields[a] = value
-            elif type(obj) is dict:
-                obj[a] = value
-            else:
-                raise ConcertoError(f"cannot set field `{a}` on {type_name(obj)}", "TypeError")
+            field_set(stack.pop(), a, value)
         elif op == O.INDEX_SET:
             value = stack.pop()
             idx = stack.pop()
             obj = stack.pop()
-            _index_set(obj, idx, value)
+            index_set(obj, idx, value)
         elif op == O.CHECK_TYPE:
             v = stack.pop()
-            stack.append(_is_type(v, a))
+            stack.append(is_type(v, a))
         elif op == O.CAST:
-            stack[-1] = _cast(stack[-1], a)
+            stack[-1] = cast(stack[-1], a)
         elif op == O.COALESCE:
             v = stack.pop()
             if v is None or v is NONE:
@@ -667,36 +706,29 @@ class Machine:
                 return None
             if t is Err or v is NONE:
                 if self.tries and self.tries[-1][0] == len(self.frames):
-                    err = v.value if t is Err else StructValue("RuntimeError", {"message": "`?` found None"})
+                    err = v.value if t is Err else StructValue("RuntimeError", {"message": NONE_FOUND})
                     return self._catch(err)
-                if v is NONE and a:
-                    return ("return", Err(StructValue("RuntimeError", {"message": "`?` found None"})))
-                return ("return", v)
-            raise ConcertoError(f"`?` needs a Result or Option, found {type_name(v)}", "TypeError")
+            return ("return", propagated(v, a))
         elif op == O.THROW:
             e = stack.pop()
             if self.tries and self.tries[-1][0] == len(self.frames):
                 return self._catch(e)
             return ("return", Err(e))
         elif op == O.RETHROW:
-            raise _Thrown(stack.pop())
+            raise Thrown(stack.pop())
         elif op == O.MATCH_FAIL:
             raise ConcertoError(a, "RuntimeError")
         elif op == O.HASH_MAP_GET:
-            key = stack.pop()
-            d = a[0]
-            stack.append(Some(d[key]) if key in d else NONE)
+            stack[-1] = hashmap_get(a[0], stack[-1])
         elif op == O.HASH_MAP_SET:
             value = stack.pop()
             key = stack.pop()
-            a[0][_map_key(key)] = value
+            a[0][map_key(key)] = value
             stack.append(None)
         elif op == O.HASH_MAP_HAS:
             stack.append(stack.pop() in a[0])
         elif op == O.HASH_MAP_DELETE:
-            key = stack.pop()
-            d = a[0]
-            stack.append(Some(d.pop(key)) if key in d else NONE)
+            stack[-1] = hashmap_delete(a[0], stack[-1])
         elif op == O.MAKE_CLOSURE:
             captures = tuple(stack[-b:]) if b else ()
             if b:
@@ -737,214 +769,6 @@ def _entry(fn: LinkedFunction, pc: int) -> TraceEntry:
     idx = max(0, min(pc - 1, len(fn.spans) - 1))
     line, col = fn.spans[idx] if fn.spans else (0, 0)
     return TraceEntry(fn.name, fn.file, line, col)
-
-
-def _as_fault(exc: Exception) -> ConcertoError | None:
-    if isinstance(exc, ConcertoError):
-        return exc
-    if isinstance(exc, RecursionError):
-        return ConcertoError("call depth exceeded (nested native calls)", "RuntimeError")
-    if isinstance(exc, ZeroDivisionError):
-        return ConcertoError("division by zero", "ArithmeticError")
-    if isinstance(exc, (TypeError, ValueError)):
-        return ConcertoError(f"invalid operation: {exc}", "TypeError")
-    if isinstance(exc, OverflowError):
-        return ConcertoError("number too large", "OverflowError")
-    return None
-
-
-def fault_value(fault: ConcertoError) -> Any:
-    if isinstance(fault, _Thrown):
-        return fault.value
-    return StructValue(fault.kind, {"message": fault.message})
-
-
-def _add(x: Any, y: Any) -> Any:
-    tx, ty = type(x), type(y)
-    if tx is str and ty is str:
-        return x + y
-    return _arith("+", x, y)
-
-
-def _arith(op: str, x: Any, y: Any) -> Any:
-    tx, ty = type(x), type(y)
-    if tx is int and ty is int:
-        if op == "/":
-            if y == 0:
-                raise ConcertoError("division by zero", "ArithmeticError")
-            q = abs(x) // abs(y)
-            r = q if (x >= 0) == (y >= 0) else -q
-        elif op == "%":
-            if y == 0:
-                raise ConcertoError("remainder by zero", "ArithmeticError")
-            r = abs(x) % abs(y)
-            r = r if x >= 0 else -r
-        elif op == "+":
-            r = x + y
-        elif op == "-":
-            r = x - y
-        else:
-            r = x * y
-        if not INT_MIN <= r <= INT_MAX:
-            raise ConcertoError(f"integer overflow in `{op}`", "OverflowError")
-        return r
-    if tx in (int, float) and ty in (int, float):
-        fx, fy = float(x), float(y)
-        if op == "+":
-            return fx + fy
-        if op == "-":
-            return fx - fy
-        if op == "*":
-            return fx * fy
-        if op == "/":
-            if fy == 0.0:
-                if fx == 0.0 or math.isnan(fx):
-                    return math.nan
-                return math.copysign(math.inf, fx) * math.copysign(1.0, fy)
-            return fx / fy
-        if fy == 0.0:
-            return math.nan
-        return math.fmod(fx, fy)
-    if op == "+" and tx is str and ty is str:
-        return x + y
-    raise ConcertoError(f"cannot apply `{op}` to {type_name(x)} and {type_name(y)}", "TypeError")
-
-
-def _compare(op: str, x: Any, y: Any) -> bool:
-    tx, ty = type(x), type(y)
-    ok = (tx in (int, float) and ty in (int, float)) or (tx is ty and tx in (str, bool))
-    if not ok:
-        raise ConcertoError(f"cannot compare {type_name(x)} with {type_name(y)} using `{op}`", "TypeError")
-    if op == "<":
-        return x < y
-    if op == ">":
-        return x > y
-    if op == "<=":
-        return x <= y
-    return x >= y
-
-
-def _map_key(k: Any) -> Any:
-    if type(k) in (str, int, bool):
-        return k
-    raise ConcertoError(f"map keys must be String, Int or Bool, found {type_name(k)}", "TypeError")
-
-
-def _field_get(obj: Any, name: str) -> Any:
-    if type(obj) is dict:
-        if name in obj:
-            return obj[name]
-        raise ConcertoError(f"map has no key `{name}`", "KeyError")
-    if type(obj) is EnumValue and isinstance(obj.data, dict) and name in obj.data:
-        return obj.data[name]
-    getter = getattr(obj, "concerto_field", None)
-    if getter is not None:
-        return getter(name)
-    raise ConcertoError(f"{type_name(obj)} has no field `{name}`", "TypeError")
-
-
-def _index_get(obj: Any, idx: Any) -> Any:
-    t = type(obj)
-    if t is list or t is tuple or t is str:
-        if type(idx) is not int:
-            raise ConcertoError(f"index must be an Int, found {type_name(idx)}", "TypeError")
-        if not 0 <= idx < len(obj):
-            kind = {list: "Array", tuple: "Tuple", str: "String"}[t]
-            raise ConcertoError(f"{kind} index {idx} out of range for length {len(obj)}", "IndexError")
-        return obj[idx]
-    if t is dict:
-        if idx in obj:
-            return obj[idx]
-        raise ConcertoError(f"key {display(idx)!s} not found in map", "KeyError")
-    raise ConcertoError(f"cannot index into {type_name(obj)}", "TypeError")
-
-
-def _index_set(obj: Any, idx: Any, value: Any) -> None:
-    t = type(obj)
-    if t is list:
-        if type(idx) is not int:
-            raise ConcertoError(f"index must be an Int, found {type_name(idx)}", "TypeError")
-        if not 0 <= idx < len(obj):
-            raise ConcertoError(f"Array index {idx} out of range for length {len(obj)}", "IndexError")
-        obj[idx] = value
-    elif t is dict:
-        obj[_map_key(idx)] = value
-    else:
-        raise ConcertoError(f"cannot assign into {type_name(obj)} by index", "TypeError")
-
-
-def _slice(obj: Any, lo: Any, hi: Any, mode: Any) -> Any:
-    if type(obj) not in (list, str, tuple):
-        raise ConcertoError(f"cannot slice {type_name(obj)}", "TypeError")
-    n = len(obj)
-    if mode == "rest":  # array patterns: `[a, ..rest, z]` (hi counts from the end)
-        return obj[lo:hi] if hi is not None else obj[lo:]
-    start = 0 if lo is None else lo
-    end = n if hi is None else (hi + 1 if mode else hi)
-    if type(start) is not int or type(end) is not int:
-        raise ConcertoError("slice bounds must be Int", "TypeError")
-    if not 0 <= start <= end <= n:
-        raise ConcertoError(f"slice {start}..{end} out of range for length {n}", "IndexError")
-    return obj[start:end]
-
-
-def _iterate(v: Any) -> Any:
-    t = type(v)
-    if t is list or t is range or t is str or t is tuple:
-        return iter(v)
-    if t is dict:
-        return iter(list(v.items()))
-    to_array = getattr(v, "to_list", None)
-    if to_array is not None:
-        return iter(to_array())
-    if hasattr(v, "__iter__") and getattr(v, "concerto_type", None):
-        return iter(list(v))
-    raise ConcertoError(f"cannot iterate over {type_name(v)}", "TypeError")
-
-
-def _is_variant(v: Any, enum: str, variant: str) -> bool:
-    if enum == "Option":
-        if variant == "Some":
-            return type(v) is Some
-        return v is NONE or v is None
-    if enum == "Result":
-        return type(v) is (Ok if variant == "Ok" else Err)
-    return type(v) is EnumValue and v.enum_name == enum and v.variant == variant
-
-
-def _is_type(v: Any, name: str) -> bool:
-    actual = type_name(v)
-    if actual == name:
-        return True
-    if name == "Any":
-        return True
-    if name == "Error":
-        return isinstance(v, StructValue) and "message" in v.fields
-    if name == "RuntimeError":
-        return isinstance(v, StructValue) and v.type_name in FAULT_KINDS
-    return False
-
-
-def _cast(v: Any, target: str) -> Any:
-    t = type(v)
-    if target == "Float":
-        if t is int or t is float:
-            return float(v)
-    elif target == "Int":
-        if t is int:
-            return v
-        if t is float:
-            if math.isnan(v) or math.isinf(v):
-                raise ConcertoError(f"cannot cast {display(v)} to Int", "ArithmeticError")
-            r = int(v)
-            if not INT_MIN <= r <= INT_MAX:
-                raise ConcertoError("cast to Int overflows", "OverflowError")
-            return r
-    elif target == "String":
-        return display(v)
-    elif target == "Any" or _is_type(v, target) or target.split("<")[0] == type_name(v):
-        return v
-    raise ConcertoError(f"cannot cast {type_name(v)} as {target}", "TypeError")
 
 
 def convert_value(program: Program, value: Any, type_name_: str) -> Any:
