@@ -41,7 +41,9 @@ class Param(msgspec.Struct, omit_defaults=True):
     default: Any = None  # index of a function computing the default, if any
 
 
-class Function(msgspec.Struct, omit_defaults=True):
+# Function, Metadata and Program always write every field spec 16 lists, even
+# at its default, so a reader never has to know our defaults.
+class Function(msgspec.Struct):
     name: str
     module: str = "main"
     visibility: str = "private"
@@ -96,7 +98,7 @@ class SourceMap(msgspec.Struct):
     mappings: list[Mapping] = []
 
 
-class Metadata(msgspec.Struct, omit_defaults=True):
+class Metadata(msgspec.Struct):
     compiler_version: str
     entry_point: str = "main"
     optimization_level: int = 0
@@ -107,7 +109,7 @@ class Metadata(msgspec.Struct, omit_defaults=True):
     init: str | None = None
 
 
-class Program(msgspec.Struct, omit_defaults=True):
+class Program(msgspec.Struct):
     version: str
     module: str
     source_file: str
