@@ -124,6 +124,9 @@ class FunctionCompiler:
         self.scopes: list[dict[str, Local]] = [{}]
         self.loops: list[LoopCtx] = []
         self.try_depth = 0
+        # Expressions whose value is thrown away (statements): an `if` there may
+        # have branches of different types.
+        self.discarded: set[int] = set()
         self.ret_type = ret_type
         self.ret_declared = ret_declared
         self.self_type = self_type
@@ -331,6 +334,7 @@ class FunctionCompiler:
         if isinstance(e, A.Assign):
             self.assign(e)
             return
+        self.discarded.add(id(e))
         self.expr(e)
         self.emit("POP")
 
@@ -730,10 +734,11 @@ class FunctionCompiler:
             self.span = e.span
             self.emit("SLICE", arg=r.inclusive)
             return t
-        self.expr(e.index)
+        it = self.expr(e.index)
         self.span = e.span
         self.emit("INDEX_GET")
         if t:
+            self.check_index_type(e, t, it)
             head, args = T.split(t)
             if head == "Array" and args:
                 return args[0]
@@ -742,6 +747,20 @@ class FunctionCompiler:
             if head == "String":
                 return "String"
         return None
+
+    def check_index_type(self, e: A.Index, container: str, index: str | None) -> None:
+        """Spec 04: Arrays, Strings and Tuples take an Int index; a Map its key type."""
+        if index is None or index == "Any" or index in self.generics or len(index) == 1:
+            return
+        head, args = T.split(container)
+        if head in ("Array", "String", "Tuple"):
+            expected = "Int"
+        elif head == "Map" and len(args) == 2:
+            expected = args[0]
+        else:
+            return
+        if not T.compatible(expected, index, self.generics):
+            self.error(e.index.span, f"mismatched types: `{container}` is indexed by `{expected}`, found `{index}`")
 
     def x_Try(self, e: A.Try) -> str | None:
         inner = self.expr(e.expr)
@@ -874,6 +893,13 @@ class FunctionCompiler:
         return self.block(e)
 
     def x_If(self, e: A.If) -> str | None:
+        used = id(e) not in self.discarded
+        if not used:  # nor are the values of its branches
+            for branch in (e.then, e.els):
+                if isinstance(branch, A.If):
+                    self.discarded.add(id(branch))
+                elif isinstance(branch, A.Block) and _block_tail(branch) is not None:
+                    self.discarded.add(id(_block_tail(branch)))
         ct = self.expr(e.cond)
         self.check_bool(e.cond, ct, "`if` condition")
         self.span = e.span
@@ -889,7 +915,22 @@ class FunctionCompiler:
         else:
             t2 = self.block(e.els)
         self.patch(jend)
+        if used:
+            self.check_branch_types(e, t1, t2)
         return T.unify(t1, t2)
+
+    def check_branch_types(self, e: A.If, t1: str | None, t2: str | None) -> None:
+        """Spec 05: an `if` used as a value has one type on every path."""
+        if t1 is None or t2 is None or "Never" in (t1, t2):
+            return
+        if T.compatible(t1, t2, self.generics) or T.compatible(t2, t1, self.generics):
+            return
+        if e.els is None:
+            self.error(e.span, f"`if` without `else` used as a value: `{t1}` on one path, `Nil` on the other",
+                       hint="add an `else` branch with a value of the same type")
+        else:
+            self.error(e.span, f"`if` and `else` have different types: `{t1}` and `{t2}`",
+                       hint="both branches of an `if` used as a value must have the same type")
 
     def x_Loop(self, e: A.Loop) -> str | None:
         ctx = LoopCtx(e.label, try_depth=self.try_depth)
@@ -1409,6 +1450,12 @@ class FunctionCompiler:
     def value_call(self, e: A.Call) -> str | None:
         args = self.positional(e)
         ft = self.expr(e.callee)
+        what = f"`{e.callee.name}`" if isinstance(e.callee, A.Name) else "this value"
+        if not T.is_callable(ft, self.generics):
+            self.error(e.span, f"{what} is not a function: it has type `{ft}`", hint="only functions and closures can be called")
+        params = T.fn_params(ft) if ft else None
+        if params is not None and len(params) != len(args):
+            self.error(e.span, f"{what} takes {len(params)} argument(s), {len(args)} given", hint=f"its type is `{ft}`")
         for a in args:
             self.expr(a)
         self.span = e.span
@@ -1672,4 +1719,14 @@ def _method_return_type(recv: str | None, name: str) -> str | None:
             return f"Array<{args[1]}>"
     if head == "String" and name == "split":
         return "Array<String>"
+    return None
+
+
+def _block_tail(block: A.Block) -> A.Expr | None:
+    """The expression whose value a block yields, if any."""
+    if block.tail is not None:
+        return block.tail
+    stmts = block.stmts
+    if stmts and isinstance(stmts[-1], A.ExprStmt) and not stmts[-1].semicolon:
+        return stmts[-1].expr
     return None

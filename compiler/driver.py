@@ -54,6 +54,7 @@ def compile_source(text: str, file: str) -> CompileResult:
         return CompileResult(None, sorted(resolver.diagnostics, key=sort_key), sources)
     pb = ProgramBuilder(resolver.symbols)
     pb.diagnostics.extend(resolver.diagnostics)
+    _check_type_declarations(pb)
     _collect_methods(pb)
     _compile_functions(pb)
     init = _compile_init(pb)
@@ -223,6 +224,29 @@ def _is_const_expr(e: A.Expr) -> bool:
     if isinstance(e, A.Cast):
         return _is_const_expr(e.expr)
     return False
+
+
+def _check_type_declarations(pb: ProgramBuilder) -> None:
+    """A struct's fields and an enum's variants (and a struct variant's fields) are unique."""
+    symbols = pb.symbols
+    files = {m.path: m.file for m in symbols.modules}
+
+    def unique(file: str, members: list, what: str, owner: str) -> None:
+        seen: set[str] = set()
+        for member in members:
+            if member.name in seen:
+                pb.error(file, member.span, f"{what} `{member.name}` is declared twice in {owner}",
+                         hint=f"each {what} of {owner} needs its own name")
+            seen.add(member.name)
+
+    for qual, decl in symbols.structs.items():
+        file = files.get(symbols.item_module.get(qual, ""), "")
+        unique(file, decl.fields, "field", f"struct `{decl.name}`")
+    for qual, decl in symbols.enums.items():
+        file = files.get(symbols.item_module.get(qual, ""), "")
+        unique(file, decl.variants, "variant", f"enum `{decl.name}`")
+        for variant in decl.variants:
+            unique(file, variant.fields, "field", f"variant `{decl.name}::{variant.name}`")
 
 
 def _type_defs(pb: ProgramBuilder) -> list[ir.TypeDef]:

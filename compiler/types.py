@@ -102,3 +102,37 @@ def unify(a: str | None, b: str | None) -> str | None:
     if b == "Never":
         return a
     return None
+
+
+def fn_params(t: str) -> list[str] | None:
+    """`fn(Int, fn(A) -> B) -> C` -> ["Int", "fn(A) -> B"]; None if `t` is no function type."""
+    if not t.startswith("fn("):
+        return None
+    depth = 0
+    params: list[str] = []
+    start = 3
+    i = 3
+    while i < len(t):
+        ch = t[i]
+        if t.startswith("->", i):
+            i += 2  # the arrow's `>` closes nothing
+            continue
+        if ch in "<(":
+            depth += 1
+        elif ch in ">)":
+            if depth == 0:  # the `)` closing the parameter list
+                last = t[start:i].strip()
+                if last:
+                    params.append(last)
+                return params
+            depth -= 1
+        elif ch == "," and depth == 0:
+            params.append(t[start:i].strip())
+            start = i + 1
+        i += 1
+    return None
+
+
+# Types a value of which can be called: functions, and what we cannot see into.
+def is_callable(t: str | None, generics: frozenset[str] = frozenset()) -> bool:
+    return t is None or t == "Any" or t.startswith("fn") or t in generics or len(t) == 1
