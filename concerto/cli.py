@@ -161,6 +161,11 @@ def run(
     )
     try:
         machine.run_main()
+    except BrokenPipeError:
+        # The reader went away (`concerto run x.conc | head`): stop quietly, as
+        # shell tools do when SIGPIPE ends them.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(141) from None
     except VMError as e:
         _report_runtime_error(e, sources, program.source_file)
         raise typer.Exit(1) from None
