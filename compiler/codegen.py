@@ -261,7 +261,14 @@ class FunctionCompiler:
         for p in params:
             if p.name in self.scopes[0] and p.name != "_":
                 self.error(p.span, f"parameter `{p.name}` is declared twice")
-            self.declare(p.name, p.mutable, self.type_str(p.type) if p.type else None)
+            local = self.declare(p.name, p.mutable, self.type_str(p.type) if p.type else None)
+            if p.mutable:
+                # Like `let mut`, a `mut` parameter works on its own shallow copy:
+                # only `mut self` may change the caller's value (docs/semantics.md).
+                self.span = p.span
+                self.emit("LOAD_LOCAL", name=local.slot_name)
+                self.emit("COPY")
+                self.emit("STORE_LOCAL", name=local.slot_name)
         if isinstance(body, A.Block):
             t = self.block(body)
         else:
@@ -368,6 +375,7 @@ class FunctionCompiler:
             self.span = stmt.span
             self.emit("STORE_LOCAL", name=local.slot_name)
             return
+        self.check_tuple_pattern_arity(pat, declared or t)
         src = self.temp("let")
         self.emit("STORE_LOCAL", name=src)
         fail = self.pattern(pat, src, declared or t, refutable_ok=False)
@@ -377,6 +385,18 @@ class FunctionCompiler:
                 self.patch(j)
             self.emit("MATCH_FAIL", arg=self.pb.const("pattern in `let` did not match the value"))
             self.patch(end)
+
+    def check_tuple_pattern_arity(self, pat: A.Pattern, t: str | None) -> None:
+        """`let (a, b) = (1, 2, 3);` can never match: say so now, not at run time."""
+        if not isinstance(pat, A.TuplePat) or not t or not t.startswith("("):
+            return
+        items = T.split(t)[1]
+        if len(items) != len(pat.items):
+            self.error(pat.span, f"this pattern has {len(pat.items)} element(s) but the value is a "
+                       f"{len(items)}-tuple `{t}`")
+            return
+        for sub, sub_t in zip(pat.items, items):
+            self.check_tuple_pattern_arity(sub, sub_t)
 
     # ------------------------------------------------------------ expressions
     def expr(self, e: A.Expr) -> str | None:

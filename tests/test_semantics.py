@@ -201,3 +201,27 @@ def test_call_depth():
     with pytest.raises(VMError) as e:
         run('fn down(n: Int) -> Int { down(n + 1) }\nfn main() { emit("x", down(0)); }', max_call_depth=500)
     assert "call depth exceeded" in e.value.message
+
+
+def test_mut_param_copies():
+    assert [v for _, v in run("""
+        struct P { x: Int }
+        fn grow(mut xs: Array<Int>, mut p: P) -> Int {
+            xs.push(9);
+            p.x = 5;
+            xs.len() + p.x
+        }
+        fn main() {
+            let xs = [1, 2];
+            let p = P { x: 1 };
+            emit("r", grow(xs, p));
+            emit("xs", xs);
+            emit("p", p.x);
+        }
+    """)] == [8, [1, 2], 1]
+
+
+def test_let_tuple_pattern_of_the_wrong_length_is_a_compile_error():
+    assert errors("fn main() {\n    let (a, b) = (1, 2, 3);\n}\n") == [
+        "this pattern has 2 element(s) but the value is a 3-tuple `(Int, Int, Int)`"]
+    assert errors("fn main() {\n    let (a, (b, c)) = (1, (2, 3));\n}\n") == []
