@@ -728,6 +728,9 @@ class FunctionCompiler:
                     return FunctionCompiler(self.pb, self.symbols_module(t), "<f>").type_str(f.type)
             self.error(e.span, f"struct `{t}` has no field `{e.name}`",
                        hint="fields: " + ", ".join(f.name for f in decl.fields))
+        elif t and T.split(t)[0] in _NO_FIELDS:
+            self.error(e.span, f"`{t}` has no field `{e.name}`",
+                       hint="call a method with `()`, or use a struct or map")
         return None
 
     def x_TupleField(self, e: A.TupleField) -> str | None:
@@ -1740,6 +1743,10 @@ def _method_return_type(recv: str | None, name: str) -> str | None:
     if head == "String" and name == "split":
         return "Array<String>"
     return None
+
+
+# Types whose values have no fields (`a.foo` on them is an error, not a run-time fault).
+_NO_FIELDS = {"Int", "Float", "Bool", "Nil", "String", "Array", "Option", "Result", "Range"}
 
 
 def _block_tail(block: A.Block) -> A.Expr | None:
