@@ -18,12 +18,8 @@ from conftest import emitted, run_fault, run_source
 # ---------------------------------------------------------------- known bugs
 # Each reason names the spec rule the implementation breaks; the strict-xfail
 # tests keep asserting the spec behaviour.
-BUG_EXHAUSTIVE_TUPLE = ("spec 05 exhaustiveness: `(true, v)` and `(false, _)` on a (Bool, Int) tuple are reported "
-                        "'non-exhaustive match: `_` not covered'")
 BUG_PUB_USE_REEXPORT = ("spec 14 'Re-exports': `pub use h2::inner_fn;` inside module `h` does not make "
                         "`h::inner_fn` available ('cannot find function `h::inner_fn`')")
-BUG_EXHAUSTIVE_NESTED = ("spec 05 exhaustiveness: Ok(Some(n)), Ok(None), Err(_) on Result<Option<Int>, String> is "
-                         "reported 'non-exhaustive match: `Ok` not covered'")
 
 
 def body(stmts: str, items: str = "") -> str:
@@ -747,7 +743,6 @@ def test_match_tuple_patterns():
     assert run_source(src) == [("use", 5), ("error", "failed"), ("zero", 0)]
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_EXHAUSTIVE_TUPLE)
 def test_match_tuple_patterns_exhaustive_without_wildcard():
     # spec 05 "Tuple patterns": (true, value) and (false, _) cover every (Bool, T).
     src = body('''
@@ -930,7 +925,6 @@ def test_nested_patterns():
     assert run_source(src) == [("v", 40), ("axis", "a5"), ("other", "b2")]
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_EXHAUSTIVE_NESTED)
 def test_nested_option_in_result_exhaustive_without_wildcard():
     src = body('''
         let r: Result<Option<Int>, String> = Ok(None);
@@ -942,6 +936,125 @@ def test_nested_option_in_result_exhaustive_without_wildcard():
         emit("v", v);
     ''')
     assert emitted(src) == [0]
+
+
+def match_diagnostics(stmts: str, items: str = "") -> list[str]:
+    """The messages of the `non-exhaustive match` diagnostics a program gets."""
+    from concerto.compiler import compile_source
+
+    result = compile_source(body(stmts, items), "main.conc")
+    return [d.message for d in result.diagnostics if "non-exhaustive" in d.message]
+
+
+def test_match_tuple_of_enums_exhaustive_without_wildcard():
+    # Each (row, column) combination is covered, though no single arm is a wildcard.
+    src = body('''
+        let pairs = [(Light::Red, Light::Green), (Light::Green, Light::Red), (Light::Green, Light::Green),
+                     (Light::Red, Light::Red)];
+        for p in pairs {
+            match p {
+                (Light::Red, Light::Red) => emit("v", "stop"),
+                (Light::Red, Light::Green) | (Light::Green, Light::Red) => emit("v", "mixed"),
+                (Light::Green, _) => emit("v", "go"),
+            }
+        }
+    ''', items="enum Light { Red, Green }")
+    assert emitted(src) == ["mixed", "mixed", "go", "stop"]
+
+
+def test_match_nested_option_in_result_with_or_patterns_exhaustive():
+    src = body('''
+        let rs: Array<Result<Option<Int>, String>> = [Ok(Some(1)), Ok(None), Err("x")];
+        for r in rs {
+            let v = match r {
+                Ok(Some(n)) => n,
+                Ok(None) | Err(_) => 0,
+            };
+            emit("v", v);
+        }
+    ''')
+    assert emitted(src) == [1, 0, 0]
+
+
+def test_match_struct_and_array_patterns_exhaustive_without_wildcard():
+    src = body('''
+        let p = Pair { flag: false, items: [1, 2] };
+        let d = match p {
+            Pair { flag: true, .. } => "on",
+            Pair { flag: false, items: [] } => "off, empty",
+            Pair { flag: false, items: [.., last] } => "off, last ${last}",
+        };
+        emit("d", d);
+    ''', items="struct Pair { flag: Bool, items: Array<Int> }")
+    assert emitted(src) == ["off, last 2"]
+
+
+def test_non_exhaustive_tuple_match_names_the_missing_case():
+    msgs = match_diagnostics('''
+        let p = (true, 5);
+        match p {
+            (true, v) => emit("v", v),
+            (false, 0) => emit("zero", 0),
+        }
+    ''')
+    assert msgs == ["non-exhaustive match: `(false, _)` not covered"]
+
+
+def test_non_exhaustive_tuple_of_enums_lists_every_missing_pair():
+    msgs = match_diagnostics('''
+        let p = (Light::Red, Light::Green);
+        match p {
+            (Light::Red, _) => emit("v", 1),
+            (Light::Green, Light::Red) => emit("v", 2),
+        }
+    ''', items="enum Light { Red, Green }")
+    assert msgs == ["non-exhaustive match: `(Light::Green, Light::Green)` not covered"]
+
+
+def test_non_exhaustive_nested_option_in_result():
+    msgs = match_diagnostics('''
+        let r: Result<Option<Int>, String> = Ok(None);
+        match r {
+            Ok(Some(n)) => emit("v", n),
+            Err(_) => emit("v", -1),
+        }
+    ''')
+    assert msgs == ["non-exhaustive match: `Ok(None)` not covered"]
+
+
+def test_guarded_arms_never_count_toward_exhaustiveness():
+    msgs = match_diagnostics('''
+        let r: Result<Int, String> = Ok(1);
+        match r {
+            Ok(n) => emit("v", n),
+            Err(e) if e == "x" => emit("e", e),
+        }
+        let b = true;
+        match (b, 1) {
+            (true, n) if n > 0 => emit("pos", n),
+            (true, _) => emit("other", 0),
+            (false, _) => emit("off", 0),
+        }
+    ''')
+    assert msgs == ["non-exhaustive match: `Err` not covered"]
+
+
+def test_non_exhaustive_array_and_struct_matches_name_an_example():
+    msgs = match_diagnostics('''
+        let a = [true];
+        match a {
+            [] => emit("v", 0),
+            [true, ..] => emit("v", 1),
+            [.., false] => emit("v", 2),
+        }
+        let p = Point { x: 1, y: 2 };
+        match p {
+            Point { x: 0, y } => emit("v", y),
+            Point { x, y: 0 } => emit("v", x),
+        }
+    ''', items="struct Point { x: Int, y: Int }")
+    assert msgs == ["non-exhaustive match: `[false, .., true]` not covered",
+                    "non-exhaustive match: `Point { x: _, y: _, .. }` not covered"]
 
 
 def test_for_over_arrays_strings_maps_enumerate_and_destructure():
