@@ -408,6 +408,7 @@ class FnDecl(Item):
     is_async: bool = False
     decorators: list[Decorator] = field(default_factory=list)
     doc: str = ""
+    bounds: dict[str, list[TypeRef]] = field(default_factory=dict)  # `T: Trait + Other`
 
 
 @dataclass(eq=False)

@@ -61,6 +61,7 @@ class ProgramBuilder:
         self.mappings: list[ir.Mapping] = []
         self.fn_sigs: dict[str, FnInfo] = dict(symbols.functions)
         self.methods: dict[str, dict[str, FnInfo]] = {}  # type -> method -> info
+        self.trait_impls: set[tuple[str, str]] = set()  # (type, trait) from `impl Trait for Type`
 
     def const(self, value: Any) -> int:
         kind = _const_kind(value)
@@ -1611,6 +1612,8 @@ class FunctionCompiler:
             t = self.expr(arg)
             if not T.compatible(expected, t, frozenset(decl.generics)):
                 self.error(arg.span, f"mismatched types: `{p.name}` expects `{expected}`, found `{t}`")
+            if expected in decl.bounds:
+                self.check_bounds(owner, arg, expected, decl.bounds[expected], t)
             self.coerce(expected, t)
         self.span = e.span
         self.emit("CALL", name=qual, argc=len(params) + (1 if receiver else 0))
@@ -1618,6 +1621,18 @@ class FunctionCompiler:
         if ret and any(g == ret or f"<{g}>" in ret or f"{g}," in ret or f" {g}>" in ret for g in decl.generics):
             return None
         return ret
+
+    def check_bounds(self, owner: "FunctionCompiler", arg: A.Expr, param: str, bounds: list[A.TypeRef],
+                     t: str | None) -> None:
+        """Spec 02 trait bounds: `fn f<T: Describable>(x: T)` needs a T that implements Describable.
+        Checked for user structs and enums against user-declared traits."""
+        if t is None or (t not in self.symbols.structs and t not in self.symbols.enums):
+            return
+        for bound in bounds:
+            trait = "::".join(owner.resolve_path(bound.name.split("::")))
+            if trait in self.symbols.traits and (t, trait) not in self.pb.trait_impls:
+                self.error(arg.span, f"`{t}` does not implement `{bound.name}`, which `{param}` requires",
+                           hint=f"add `impl {bound.name} for {t} {{ ... }}`")
 
     def method_call(self, e: A.Call, callee: A.Field) -> str | None:
         obj = callee.obj

@@ -114,6 +114,7 @@ def _collect_methods(pb: ProgramBuilder) -> None:
         if impl.trait is not None:
             trait_name = "::".join(fc.resolve_path(impl.trait.name.split("::")))
             trait_decl = symbols.traits.get(trait_name)
+            pb.trait_impls.add((type_name, trait_name))
             if trait_decl is None and trait_name not in ("From", "Display", "Debug", "Clone"):
                 pb.error(module.file, impl.trait.span, f"unknown trait `{impl.trait.name}`")
         defined = set()

@@ -205,6 +205,7 @@ class _Builder(Transformer):
         rest = [c for c in rest if not _is_tok(c, "PUB", "ASYNC")]
         name = str(rest[0])
         generics: list[str] = []
+        bounds: dict[str, list[A.TypeRef]] = {}
         params: list[A.Param] = []
         ret = None
         body = None
@@ -213,6 +214,7 @@ class _Builder(Transformer):
         for c in rest[1:]:
             if isinstance(c, tuple) and c and c[0] == "generics":
                 generics = c[1]
+                bounds = c[2]
             elif isinstance(c, tuple) and c and c[0] == "params":
                 for p in c[1]:
                     if p == "self" or p == "mut self":
@@ -227,14 +229,16 @@ class _Builder(Transformer):
         span = _span(meta)
         return A.FnDecl(
             span, name, public, params, ret, body, generics, has_self, self_mut, is_async,
-            decorators, self._doc_for(span.line),
+            decorators, self._doc_for(span.line), bounds,
         )
 
     def generics(self, meta, children):
-        return ("generics", [g for g in children if isinstance(g, str) and not isinstance(g, Token)])
+        params = [g for g in children if isinstance(g, tuple)]
+        return ("generics", [name for name, _ in params], {name: bounds for name, bounds in params if bounds})
 
     def generic_param(self, meta, children):
-        return str(children[0]) + ""
+        # `T: Describable + Serializable` -> ("T", [TypeRef Describable, TypeRef Serializable])
+        return (str(children[0]), [c for c in children[1:] if isinstance(c, A.TypeRef)])
 
     def params(self, meta, children):
         return ("params", _present(children))

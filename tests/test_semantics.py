@@ -225,3 +225,28 @@ def test_let_tuple_pattern_of_the_wrong_length_is_a_compile_error():
     assert errors("fn main() {\n    let (a, b) = (1, 2, 3);\n}\n") == [
         "this pattern has 2 element(s) but the value is a 3-tuple `(Int, Int, Int)`"]
     assert errors("fn main() {\n    let (a, (b, c)) = (1, (2, 3));\n}\n") == []
+
+
+TRAIT_BOUNDS = """
+trait Describable { fn describe(self) -> String; }
+trait Named { fn name(self) -> String; }
+struct Cat { name: String }
+struct Rock { w: Int }
+impl Describable for Cat { fn describe(self) -> String { "cat ${self.name}" } }
+impl Named for Cat { fn name(self) -> String { self.name } }
+impl Describable for Rock { fn describe(self) -> String { "rock" } }
+fn show<T: Describable>(item: T) -> String { item.describe() }
+fn both<T: Describable + Named>(item: T) -> String { "${item.name()}: ${item.describe()}" }
+fn main() {
+    emit("a", show(Cat { name: "Tom" }));
+    emit("b", both(Cat { name: "Tom" }));
+    CALL
+}
+"""
+
+
+def test_trait_bounds_are_checked_at_the_call():
+    assert [v for _, v in run(TRAIT_BOUNDS.replace("CALL", 'emit("c", show(Rock { w: 1 }));'))] == [
+        "cat Tom", "Tom: cat Tom", "rock"]
+    assert errors(TRAIT_BOUNDS.replace("CALL", 'emit("c", both(Rock { w: 1 }));')) == [
+        "`Rock` does not implement `Named`, which `T` requires"]
