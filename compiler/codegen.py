@@ -799,12 +799,40 @@ class FunctionCompiler:
                        hint="declare `-> Result<T, E>`, or put this inside `try { } catch { }`")
         # In a function returning Result, `?` on None returns an Err (spec 13).
         returns_result = self.ret_declared and self.ret_type is not None and self.ret_type.startswith("Result")
+        convert = self.from_conversion(inner) if returns_result and self.try_depth == 0 else None
+        if convert is not None:
+            # Spec 13 "Error Conversion": Err(e) leaves as Err(E::from(e)).
+            self.emit("DUP")
+            self.emit("TEST_VARIANT", type_name="Result", name="Err")
+            ok = self.emit("JUMP_IF_FALSE", arg=None)
+            self.emit("VARIANT_FIELD", arg=0)
+            self.emit("CALL", name=convert, argc=1)
+            self.emit("THROW")
+            self.patch(ok)
         self.emit("PROPAGATE", arg=True if returns_result else None)
         if inner:
             head, args = T.split(inner)
             if head in ("Result", "Option") and args:
                 return args[0]
         return None
+
+    def from_conversion(self, inner: str | None) -> str | None:
+        """`E::from` when `?` moves an Err(F) out of a function returning Result<_, E>
+        and `impl From<F> for E` exists; else None."""
+        if not inner or not self.ret_type:
+            return None
+        have, want = T.split(inner), T.split(self.ret_type)
+        if have[0] != "Result" or len(have[1]) != 2 or len(want[1]) != 2:
+            return None
+        source, target = have[1][1], want[1][1]
+        if source == target or "Any" in (source, target):
+            return None
+        qual = f"{target}::from"
+        info = self.pb.fn_sigs.get(qual)
+        if info is None or len(info.decl.params) != 1 or info.decl.params[0].type is None:
+            return None
+        owner = FunctionCompiler(self.pb, info.module, "<sig>", self_type=info.self_type)
+        return qual if owner.type_str(info.decl.params[0].type) == source else None
 
     def x_TupleExpr(self, e: A.TupleExpr) -> str:
         types = [self.expr(item) for item in e.items]

@@ -250,3 +250,25 @@ def test_trait_bounds_are_checked_at_the_call():
         "cat Tom", "Tom: cat Tom", "rock"]
     assert errors(TRAIT_BOUNDS.replace("CALL", 'emit("c", both(Rock { w: 1 }));')) == [
         "`Rock` does not implement `Named`, which `T` requires"]
+
+
+def test_question_mark_applies_from_conversion():
+    src = """
+        struct LowError { message: String }
+        enum AppError { Wrapped(String), Other }
+        impl From<LowError> for AppError {
+            fn from(e: LowError) -> AppError { AppError::Wrapped(e.message) }
+        }
+        fn low(x: Int) -> Result<Int, LowError> {
+            if x > 1 { Err(LowError { message: "too big" }) } else { Ok(x) }
+        }
+        fn app(x: Int) -> Result<Int, AppError> {
+            let v = low(x)?;
+            Ok(v * 10)
+        }
+        fn main() {
+            emit("ok", app(1));
+            emit("err", app(5));
+        }
+    """
+    assert [v for _, v in run(src)] == [{"ok": 10}, {"err": {"variant": "Wrapped", "data": "too big"}}]
