@@ -196,7 +196,11 @@ class FunctionCompiler:
 
     # ------------------------------------------------------------ names
     def resolve_path(self, segments: list[str]) -> list[str]:
-        """Expand the first segment through `use` aliases and module paths."""
+        """Expand the first segment through `use` aliases and module paths, then
+        follow `pub use` re-exports (`h::f` -> `h::h2::f`, spec 14 "Re-exports")."""
+        return self.symbols.follow_reexports(self.expand_head(segments))
+
+    def expand_head(self, segments: list[str]) -> list[str]:
         head = segments[0]
         if head == "Self" and self.self_type:
             return [self.self_type] + segments[1:]
@@ -664,7 +668,7 @@ class FunctionCompiler:
         if isinstance(target, (A.Field, A.Index, A.TupleField)):
             self.require_mutable_root(target)
             if isinstance(target, A.Field):
-                self.expr(target.obj)
+                self.check_field_visible(self.expr(target.obj), target.name, target.span)
                 if op:
                     self.emit("DUP")
                     self.emit("FIELD_GET", name=target.name)
@@ -722,6 +726,7 @@ class FunctionCompiler:
         t = self.expr(e.obj)
         self.span = e.span
         self.emit("FIELD_GET", name=e.name)
+        self.check_field_visible(t, e.name, e.span)
         if t and t in self.symbols.structs:
             decl = self.symbols.structs[t]
             for f in decl.fields:
@@ -733,6 +738,25 @@ class FunctionCompiler:
             self.error(e.span, f"`{t}` has no field `{e.name}`",
                        hint="call a method with `()`, or use a struct or map")
         return None
+
+    def check_field_visible(self, struct_type: str | None, name: str, span: A.Span) -> None:
+        """Spec 14 "Public Fields" / spec 02 "Struct": a field without `pub` is private
+        to the module that declares its struct. The spec grants no other module access
+        (child modules included), so reading, writing, naming it in a struct literal
+        or in a pattern anywhere else is an error."""
+        if struct_type is None:
+            return
+        qual = T.split(struct_type)[0]
+        decl = self.symbols.structs.get(qual)
+        owner = self.symbols.item_module.get(qual)
+        if decl is None or owner is None or owner == self.module.path:
+            return
+        fdecl = next((f for f in decl.fields if f.name == name), None)
+        if fdecl is None or fdecl.public:
+            return  # an unknown field has its own error
+        where = f"module `{owner}`" if owner else "the root module"
+        self.error(span, f"field `{name}` of `{qual}` is private to {where}",
+                   hint=f"declare it `pub {name}` in `{qual}`, or go through a `pub` method of `{qual}`")
 
     def x_TupleField(self, e: A.TupleField) -> str | None:
         t = self.expr(e.obj)
@@ -906,6 +930,8 @@ class FunctionCompiler:
             self.error(e.span, f"unknown struct `{'::'.join(e.path)}`", hint=self.suggest(e.path[-1]))
             raise CompileError()
         self.check_visible(qual, e.span)
+        for fname, fexpr in e.fields:
+            self.check_field_visible(qual, fname, fexpr.span)
         names = self.struct_fields(e, decl.fields, qual)
         self.emit("BUILD_STRUCT", type_name=qual, names=names, argc=len(names))
         return qual
@@ -1470,6 +1496,8 @@ class FunctionCompiler:
             if declared is not None and fname not in declared:
                 self.error(sub.span, f"`{qual}` has no field `{fname}`")
                 continue
+            if op == "FIELD_GET":
+                self.check_field_visible(qual, fname, sub.span)
             fails.extend(self.sub_pattern(sub, src, fname, None, refutable_ok, op=op))
         if declared is not None and not pat.has_rest:
             missing = declared - {f for f, _ in pat.fields}

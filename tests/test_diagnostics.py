@@ -13,13 +13,7 @@ from concerto.compiler import compile_source
 from concerto.compiler.diagnostics import render_plain
 from conftest import cli
 
-# Bugs found by this file (kept as strict xfails asserting the spec).
-BUG_UNKNOWN_STD_ITEM = ("spec 14 'Module Resolution Order' step 7: `use std::math::nosuch;` (no such std item) "
-                        "compiles without an error")
-BUG_CIRCULAR_MODULES = ("spec 14 'Circular Dependencies': module a importing from b while b imports from a "
-                        "compiles without an error")
-BUG_PRIVATE_FIELD = ("spec 02/14 'Public Fields': a field without `pub` (`b` of `pub struct S { pub a: Int, b: Int }`) "
-                     "can be read from another module")
+# Bugs found by this file would be kept here as strict xfails asserting the spec (none are open).
 
 # name -> (source, message fragment, line, col)
 CASES: dict[str, tuple[str, str, int, int]] = {
@@ -154,14 +148,20 @@ CASES: dict[str, tuple[str, str, int, int]] = {
         'fn helper() -> Int { 1 }\n', "no `main` function", 1, 1),
     "main_with_parameters": (
         'fn main(x: Int) {}\n', "`main` takes no parameters", 1, 1),
+    "unknown_std_import": (
+        'use std::math::nosuch;\nfn main() {}\n', "`std::math` has no item `nosuch`", 1, 1),
+    "unknown_std_module": (
+        'use std::fs::read_file;\nfn main() {}\n', "`std::fs` is not available yet", 1, 1),
+    "unknown_module_import": (
+        'mod m {\n    pub fn f() -> Int { 1 }\n}\nuse m::g;\nfn main() {}\n', "module `m` has no item `g`", 4, 1),
+    "private_field_in_pattern": (
+        'mod m {\n    pub struct S { pub a: Int, b: Int }\n    pub fn make() -> S { S { a: 1, b: 2 } }\n}\n'
+        'fn main() {\n    let m::S { a, b } = m::make();\n}\n', "field `b` of `m::S` is private", 6, 19),
 }
 
 # Cases the implementation gets wrong today: the same shape, asserted as the spec says
 # (col None: only the line is pinned, since no diagnostic exists yet to pin).
-BUG_CASES: dict[str, tuple[str, str, int, int, str]] = {
-    "unknown_std_import": (
-        'use std::math::nosuch;\nfn main() {}\n', "nosuch", 1, 1, BUG_UNKNOWN_STD_ITEM),
-}
+BUG_CASES: dict[str, tuple[str, str, int, int, str]] = {}
 
 
 def _params():
@@ -334,7 +334,6 @@ def test_cli_run_compile_error_exits_1(tmp_path):
 
 # ---------------------------------------------------------------- module-level errors
 
-@pytest.mark.xfail(strict=True, reason=BUG_CIRCULAR_MODULES)
 def test_circular_module_dependency_is_an_error(tmp_path):
     (tmp_path / "a.conc").write_text('use b::hello;\npub fn from_a() -> String { "a" }\n')
     (tmp_path / "b.conc").write_text('use a::from_a;\npub fn hello() -> String { from_a() }\n')
@@ -345,7 +344,6 @@ def test_circular_module_dependency_is_an_error(tmp_path):
     assert any("ircular" in d.message for d in result.diagnostics)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_PRIVATE_FIELD)
 def test_private_field_not_readable_from_another_module(tmp_path):
     (tmp_path / "h.conc").write_text(
         "pub struct S { pub a: Int, b: Int }\nimpl S { pub fn new() -> S { S { a: 1, b: 2 } } }\n")
@@ -365,3 +363,120 @@ def test_private_function_of_another_module_is_an_error(tmp_path):
     assert not result.ok
     (d,) = result.diagnostics
     assert (d.line, d.col) == (3, 15) and "private" in d.message
+
+
+def _compile_project(tmp_path, files: dict[str, str], main: str, root: str = "main.conc"):
+    """Write FILES beside a root file holding MAIN, compile the root; return its errors."""
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (tmp_path / root).write_text(main)
+    result = compile_source(main, str(tmp_path / root))
+    return [d for d in result.diagnostics if d.severity == "error"]
+
+
+# spec 14 "Circular Dependencies": `use` cycles between modules are errors, reported
+# once, at the `use` of the cycle's first-loaded module, with the cycle spelled out.
+
+def test_import_cycle_is_reported_at_the_use_with_the_cycle(tmp_path):
+    errors = _compile_project(tmp_path, {
+        "a.conc": 'use b::hello;\npub fn from_a() -> String { "a" }\n',
+        "b.conc": 'use a::from_a;\npub fn hello() -> String { from_a() }\n',
+    }, 'mod a;\nmod b;\nfn main() {}\n')
+    (d,) = errors
+    assert d.file.endswith("a.conc") and (d.line, d.col) == (1, 1)
+    assert d.message == "circular module dependency: a -> b -> a"
+    assert d.hint and "separate module" in d.hint
+
+
+def test_three_module_import_cycle_is_reported_once(tmp_path):
+    errors = _compile_project(tmp_path, {
+        "a.conc": "use b::fb;\npub fn fa() -> Int { 1 }\n",
+        "b.conc": "use c::fc;\npub fn fb() -> Int { 2 }\n",
+        "c.conc": "use a::fa;\npub fn fc() -> Int { 3 }\n",
+    }, "mod a;\nmod b;\nmod c;\nfn main() {}\n")
+    assert [d.message for d in errors] == ["circular module dependency: a -> b -> c -> a"]
+
+
+def test_import_cycle_through_the_root_module_names_it_after_its_file(tmp_path):
+    errors = _compile_project(tmp_path, {
+        "b.conc": "use crate::helper;\npub fn hello() -> Int { helper() }\n",
+    }, "mod b;\nuse b::hello;\npub fn helper() -> Int { 1 }\nfn main() {}\n")
+    (d,) = errors
+    assert (d.line, d.col) == (2, 1) and d.message == "circular module dependency: main -> b -> main"
+
+
+def test_imports_without_a_cycle_compile(tmp_path):
+    errors = _compile_project(tmp_path, {
+        "a.conc": "use b::fb;\npub fn fa() -> Int { fb() + 1 }\n",
+        "b.conc": "use c::fc;\npub fn fb() -> Int { fc() + 1 }\n",
+        "c.conc": "pub fn fc() -> Int { 1 }\n",
+    }, 'mod a;\nmod b;\nmod c;\nuse a::fa;\nfn main() { emit("v", fa()); }\n')
+    assert errors == []
+
+
+def test_mod_file_that_loads_itself_is_a_cycle(tmp_path):
+    errors = _compile_project(tmp_path, {}, "mod helpers;\nfn main() {}\n", root="helpers.conc")
+    (d,) = errors
+    assert (d.line, d.col) == (1, 1)
+    assert d.message == "circular module dependency: helpers.conc -> helpers.conc"
+
+
+# spec 14 "Public Fields" / spec 02 "Struct": a field without `pub` belongs to its module.
+
+_STRUCT_MODULE = {"h.conc": (
+    "pub struct S { pub a: Int, b: Int }\n"
+    "impl S { pub fn new() -> S { S { a: 1, b: 2 } } }\n"
+    "pub mod child {\n    pub fn peek(s: h::S) -> Int { s.b }\n}\n")}
+
+
+def test_private_field_cannot_be_written_or_named_in_a_literal_elsewhere(tmp_path):
+    errors = _compile_project(tmp_path, _STRUCT_MODULE, (
+        "mod h;\nfn main() {\n    let mut s = h::S::new();\n    s.a = 5;\n    s.b = 3;\n"
+        "    s.b += 1;\n    let t = h::S { a: 1, b: 2 };\n}\n"))
+    main_errors = [d for d in errors if d.file.endswith("main.conc")]
+    assert [(d.line, d.col) for d in main_errors] == [(5, 5), (6, 5), (7, 29)]  # a literal: at the value
+    assert all(d.message == "field `b` of `h::S` is private to module `h`" for d in main_errors)
+    assert all("pub b" in (d.hint or "") for d in main_errors)
+
+
+def test_private_field_is_not_readable_from_a_child_module(tmp_path):
+    # Spec 14 says private means "only accessible within this module"; it makes no
+    # exception for child modules.
+    errors = _compile_project(tmp_path, _STRUCT_MODULE, "mod h;\nfn main() {}\n")
+    (d,) = errors
+    assert d.file.endswith("h.conc") and (d.line, d.col) == (4, 35)
+    assert "field `b` of `h::S` is private" in d.message
+
+
+# spec 14 "Module Resolution Order" step 7 and "Re-exports": imports must name something.
+
+def test_unknown_std_module_suggests_a_close_name():
+    result = compile_source("use std::jsn;\nfn main() {}\n", "bad.conc")
+    (d,) = result.diagnostics
+    assert (d.line, d.col) == (1, 1) and "`std::jsn` is not a standard library module" in d.message
+    assert d.hint == "did you mean `json`?"
+
+
+def test_known_std_imports_are_accepted():
+    src = ("use std::json;\nuse std::math::*;\nuse std::collections::{Set, Queue};\n"
+           "use std::env::get as env_get;\nfn main() {}\n")
+    assert compile_source(src, "ok.conc").ok
+
+
+def test_private_use_is_not_a_reexport(tmp_path):
+    errors = _compile_project(tmp_path, {
+        "h.conc": "use h2::inner_fn;\npub mod h2 {\n    pub fn inner_fn() -> Int { 3 }\n}\n",
+    }, "mod h;\nuse h::inner_fn;\nfn main() {}\n")
+    (d,) = errors
+    assert (d.line, d.col) == (2, 1)
+    assert d.message == "unresolved import `h::inner_fn`: `inner_fn` is imported privately by module `h`"
+    assert d.hint == "write `pub use` in `h` to re-export it"
+
+
+def test_import_of_an_undeclared_module_hints_at_mod():
+    result = compile_source("use helpers::x;\nfn main() {}\n", "bad.conc")
+    (d,) = result.diagnostics
+    assert d.message == "unresolved import `helpers::x`: there is no module `helpers`"
+    assert d.hint == "declare it with `mod helpers;`"
