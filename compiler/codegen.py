@@ -868,13 +868,12 @@ class FunctionCompiler:
         mixed_ok = getattr(self, "mixed_array_ok", False)
         self.mixed_array_ok = False
         elem: str | None = None
-        first_known: A.Expr | None = None
         for item in e.items:
             t = self.expr(item)
             if t is None or t == "Any":
                 continue
             if elem is None:
-                elem, first_known = t, item
+                elem = t
             elif elem != t:
                 unified = T.unify(elem, t)
                 if unified is None and mixed_ok:

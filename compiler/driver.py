@@ -18,7 +18,7 @@ from concerto import ir
 from concerto.compiler import ast as A
 from concerto.compiler.codegen import CompileError, FunctionCompiler, ProgramBuilder
 from concerto.compiler.diagnostics import Diagnostic, sort_key
-from concerto.compiler.resolve import FnInfo, ModuleInfo, Resolver
+from concerto.compiler.resolve import FnInfo, Resolver
 
 COMPILER_VERSION = "0.1.0"
 INIT_FUNCTION = "$init"

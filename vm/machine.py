@@ -9,7 +9,6 @@ nested loop that returns when its frame returns.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass, field
