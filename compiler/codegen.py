@@ -308,10 +308,10 @@ class FunctionCompiler:
         """Compile a block; it leaves its value on the stack unless `discard`."""
         if new_scope:
             self.push_scope()
+        tail = _block_tail(block)
         stmts = list(block.stmts)
-        tail = block.tail
-        if tail is None and stmts and isinstance(stmts[-1], A.ExprStmt) and not stmts[-1].semicolon:
-            tail = stmts.pop().expr
+        if block.tail is None and tail is not None:
+            stmts.pop()  # the last statement is the block's value
         for stmt in stmts:
             self.stmt(stmt)
         if discard:
@@ -975,8 +975,8 @@ class FunctionCompiler:
             for branch in (e.then, e.els):
                 if isinstance(branch, A.If):
                     self.discarded.add(id(branch))
-                elif isinstance(branch, A.Block) and _block_tail(branch) is not None:
-                    self.discarded.add(id(_block_tail(branch)))
+                elif isinstance(branch, A.Block) and (tail := _block_tail(branch)) is not None:
+                    self.discarded.add(id(tail))
         ct = self.expr(e.cond)
         self.check_bool(e.cond, ct, "`if` condition")
         self.span = e.span

@@ -191,8 +191,10 @@ class _Entry:
 
 
 class _FunctionWriter:
-    def __init__(self, fn: LinkedFunction, index: int, refs: "_Refs", compiled: dict[str, str]) -> None:
+    def __init__(self, fn: LinkedFunction, depths: list[int], index: int, refs: "_Refs",
+                 compiled: dict[str, str]) -> None:
         self.fn = fn
+        self.depths = depths  # from stack_depths(fn.base_code)
         self.index = index
         self.refs = refs
         self.compiled = compiled  # LinkedFunction name -> python function name
@@ -224,20 +226,18 @@ class _FunctionWriter:
 
     def materialize(self) -> None:
         """Make every entry live in its own slot (before a jump or a label)."""
-        names, exprs = [], []
-        for k, e in enumerate(self.stack):
-            if e.expr != self.slot(k):
-                names.append(self.slot(k))
-                exprs.append(e.expr)
-                self.stack[k] = _Entry(self.slot(k))
-        if names:
-            self.emit(f"{', '.join(names)} = {', '.join(exprs)}")
+        self.spill(lambda k, e: e.expr != self.slot(k))
 
     def flush_local(self, local: int) -> None:
         """Before `l<local>` changes, entries that still read it get their own slot."""
+        self.spill(lambda k, e: e.local == local)
+
+    def spill(self, chosen) -> None:
+        """Assign the chosen entries to their own slots in one tuple assignment
+        (all right-hand sides are read before any slot is written)."""
         names, exprs = [], []
         for k, e in enumerate(self.stack):
-            if e.local == local:
+            if chosen(k, e):
                 names.append(self.slot(k))
                 exprs.append(e.expr)
                 self.stack[k] = _Entry(self.slot(k))
@@ -251,10 +251,7 @@ class _FunctionWriter:
     def write(self) -> list[str]:
         fn = self.fn
         code = fn.base_code
-        depths = stack_depths(code)
-        for op, _a, _b in code:
-            if op not in _SUPPORTED:
-                raise NotCompilable(f"opcode {O.NAMES[op]}")
+        depths = self.depths
         targets = {0}
         for i, (op, a, b) in enumerate(code):
             if depths[i] == -1:
@@ -406,7 +403,7 @@ class _FunctionWriter:
             if a.name in self.compiled and b == a.nparams and a.ncaptures == 0:
                 self.result(f"{self.compiled[a.name]}(vm{''.join(', ' + x for x in args)})")
             else:
-                self.result(f"_run(vm, {refs.ref(a)}, [{', '.join(args)}])")
+                self.result(f"vm.run_function({refs.ref(a)}, [{', '.join(args)}])")
         elif op == O.CALL_NATIVE:
             args = self.take(b)
             self.result(f"{refs.ref(a)}(vm{''.join(', ' + x for x in args)})")
@@ -645,20 +642,20 @@ def compile_program(program: Program) -> int:
     """Compile every function that qualifies; returns how many did. Idempotent."""
     if program.jit_compiled is not None:
         return program.jit_compiled
-    eligible: list[LinkedFunction] = []
+    eligible: list[tuple[LinkedFunction, list[int]]] = []
     for fn in program.functions.values():
+        if not all(op in _SUPPORTED for op, _a, _b in fn.base_code):
+            continue
         try:
-            stack_depths(fn.base_code)
-            if all(op in _SUPPORTED for op, _a, _b in fn.base_code):
-                eligible.append(fn)
+            eligible.append((fn, stack_depths(fn.base_code)))
         except NotCompilable:
             continue
-    names = {fn.name: f"f{i}" for i, fn in enumerate(eligible)}
+    names = {fn.name: f"f{i}" for i, (fn, _depths) in enumerate(eligible)}
     refs = _Refs()
     source: list[str] = []
     tables: list[tuple[LinkedFunction, int, list[int]]] = []
-    for i, fn in enumerate(eligible):
-        writer = _FunctionWriter(fn, i, refs, names)
+    for i, (fn, depths) in enumerate(eligible):
+        writer = _FunctionWriter(fn, depths, i, refs, names)
         lines = writer.write()
         tables.append((fn, len(source) + 1, writer.line_instr))
         source.extend(lines)
@@ -674,7 +671,7 @@ def compile_program(program: Program) -> int:
         program.jit_failures.append(f"{type(e).__name__}: {e}")
         program.jit_compiled = 0
         return 0
-    for fn in eligible:
+    for fn, _depths in eligible:
         fn.jit = namespace[names[fn.name]]
     program.jit_compiled = len(eligible)
     program.jit_source = text
@@ -705,9 +702,6 @@ def _namespace(tables: list[tuple[LinkedFunction, int, list[int]]]) -> dict[str,
     def unset_global(name: str) -> None:
         raise ConcertoError(f"global `{name}` is used before it is set", "RuntimeError")
 
-    def run(vm: Any, fn: LinkedFunction, args: list[Any]) -> Any:
-        return vm.run_function(fn, args)
-
     def method(vm: Any, recv: Any, name: str, argc: int) -> Any:
         target = vm._call_method(recv, name)
         if type(target) is not LinkedFunction:
@@ -734,7 +728,7 @@ def _namespace(tables: list[tuple[LinkedFunction, int, list[int]]]) -> dict[str,
     return {
         "__builtins__": __builtins__,
         "_note": note, "_too_deep": too_deep, "_UNSET": _UNSET, "_unset_global": unset_global,
-        "_run": run, "_method": method, "_callable": callable_, "_emit": emit,
+        "_method": method, "_callable": callable_, "_emit": emit,
         "_add": ops.add_values, "_arith": ops.arith, "_compare": ops.compare, "_equal": values_equal,
         "_overflow": ops.overflow, "_neg": ops.negate, "_not_bool": ops.not_bool, "_copy": ops.copy_value,
         "_iterate": ops.iterate, "_END": ops.END, "_map_key": ops.map_key, "_display": display,
