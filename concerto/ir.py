@@ -86,6 +86,54 @@ class HashMapDef(msgspec.Struct, omit_defaults=True):
     persistence: Any = None
 
 
+class RetryConfig(msgspec.Struct):
+    """`[connections.NAME.retry]` (spec 22). max_attempts counts the first try."""
+
+    max_attempts: int = 1
+    backoff: str = "none"  # none | linear | exponential
+    initial_delay_ms: int = 1000
+    max_delay_ms: int = 30000
+
+
+class RateLimitConfig(msgspec.Struct):
+    """`[connections.NAME.rate_limit]`; None means unlimited."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    concurrent_requests: int | None = None
+
+
+class Pricing(msgspec.Struct):
+    """US dollars per million tokens."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+
+
+class ConnectionConfig(msgspec.Struct):
+    """One `[connections.NAME]` table. Holds the *name* of the key's
+    environment variable, never the key."""
+
+    provider: str  # openai | anthropic | ollama | custom | mock
+    api_key_env: str | None = None
+    base_url: str | None = None
+    default_model: str | None = None
+    timeout: float = 30.0
+    organization: str | None = None
+    project: str | None = None
+    headers: dict[str, str] = {}
+    retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    rate_limit: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
+    models: dict[str, str] = {}  # aliases
+    pricing: dict[str, Pricing] = {}  # model id -> price, overrides the built-in table
+    replies: str | None = None  # mock provider: scripted replies (JSON file)
+
+
+class ConnectionDef(msgspec.Struct):
+    name: str
+    config: ConnectionConfig
+
+
 class Mapping(msgspec.Struct):
     function: str
     instruction: int
