@@ -487,3 +487,53 @@ class ModDecl(Item):
 class Module(Node):
     items: list[Node]
     file: str
+
+
+# ------------------------------------------------------------------ LLM items
+@dataclass(eq=False)
+class ModelField(Node):
+    name: str
+    value: Expr
+
+
+@dataclass(eq=False)
+class ModelDecl(Item):
+    """`model Name { provider: conn, base: "...", ... }` (spec 07); `keyword` is
+    "agent" for the older spelling of the same thing."""
+
+    keyword: str
+    fields: list[ModelField]
+    decorators: list[Decorator] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class SchemaField(Node):
+    name: str
+    type: TypeRef | None  # None for a string-literal union
+    enum: list[str] | None
+    optional: bool
+    default: Expr | None
+    decorators: list[Decorator] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class SchemaDecl(Item):
+    fields: list[SchemaField]
+    generics: list[str] = field(default_factory=list)
+    decorators: list[Decorator] = field(default_factory=list)
+    doc: str = ""
+
+
+@dataclass(eq=False)
+class MemoryDecl(Item):
+    """`memory chat: Memory = Memory::new(50);` (spec 24)."""
+
+    type: TypeRef | None
+    value: Expr
+
+
+@dataclass(eq=False)
+class ConnectDecl(Item):
+    """A `connect` block: removed by spec 22, kept only for its diagnostic."""
+
+    fields: list[ModelField]

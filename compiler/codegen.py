@@ -15,6 +15,7 @@ from concerto import ir
 from concerto.compiler import ast as A
 from concerto.compiler import types as T
 from concerto.compiler.diagnostics import Diagnostic
+from concerto.compiler import llm
 from concerto.compiler.resolve import BUILTIN_ERRORS, BUILTIN_TYPES, FnInfo, ModuleInfo, Symbols, qualify
 from concerto.stdlib import load as load_stdlib
 
@@ -472,6 +473,10 @@ class FunctionCompiler:
             self.emit("BUILD_VARIANT", type_name=enum_name, name=vdecl.name, argc=0)
             return enum_name
         kind = self.symbols.item_kind(qual)
+        if kind in ("model", "memory"):
+            self.check_visible(qual, e.span)
+            self.emit("LOAD_GLOBAL", name=qual)
+            return "Model" if kind == "model" else "Memory"
         if kind in ("fn", "const", "hashmap"):
             self.check_visible(qual, e.span)
             self.emit("LOAD_GLOBAL", name=qual)
@@ -734,6 +739,11 @@ class FunctionCompiler:
                     return FunctionCompiler(self.pb, self.symbols_module(t), "<f>").type_str(f.type)
             self.error(e.span, f"struct `{t}` has no field `{e.name}`",
                        hint="fields: " + ", ".join(f.name for f in decl.fields))
+        elif t in llm.BUILTIN_RECORDS:
+            fields = llm.BUILTIN_RECORDS[t]
+            if e.name in fields:
+                return fields[e.name]
+            self.error(e.span, f"`{t}` has no field `{e.name}`", hint="fields: " + ", ".join(fields))
         elif t and T.split(t)[0] in _NO_FIELDS:
             self.error(e.span, f"`{t}` has no field `{e.name}`",
                        hint="call a method with `()`, or use a struct or map")
@@ -1708,9 +1718,16 @@ class FunctionCompiler:
                     self.span = e.span
                     self.emit(op[0], name=qual)
                     return {"HASH_MAP_HAS": "Bool", "HASH_MAP_SET": "Nil"}.get(op[0])
+        if isinstance(obj, (A.Name, A.Path)) and not (isinstance(obj, A.Name) and self.lookup(obj.name) is not None):
+            mqual = "::".join(self.resolve_path([obj.name] if isinstance(obj, A.Name) else obj.segments))
+            if self.symbols.item_kind(mqual) == "model":
+                self.check_visible(mqual, obj.span)
+                return self.llm_call(e, callee, mqual)
         # Associated functions called through a value's type are not methods.
         recv_t = self.expr(obj)
         recv_head = T.split(recv_t)[0] if recv_t else None
+        if recv_head in llm.MODEL_TYPES:
+            return self.llm_call(e, callee, None)
         qual = f"{recv_head}::{callee.name}" if recv_head else None
         info = self.pb.fn_sigs.get(qual) if qual else None
         if info is not None and info.decl.has_self:
@@ -1733,6 +1750,12 @@ class FunctionCompiler:
         self.span = e.span
         self.emit("CALL_METHOD", name=callee.name, argc=len(args))
         return _method_return_type(recv_t, callee.name)
+
+    def llm_call(self, e: A.Call, callee: A.Field, model: str | None) -> str | None:
+        try:
+            return llm.model_call(self, e, callee, model)
+        except llm.LlmError:
+            raise CompileError() from None
 
     def user_method_exists(self, name: str, type_name: str | None = None) -> bool:
         if type_name:
@@ -1763,6 +1786,7 @@ def _end_span(node: A.Node) -> A.Span:
 
 
 _NATIVE_RETURNS = {
+    "Message::system": "Message", "Message::user": "Message", "Message::assistant": "Message",
     "std::string::to_upper": "String", "std::string::to_lower": "String", "std::string::trim": "String",
     "std::string::len": "Int", "std::string::contains": "Bool", "std::string::split": "Array<String>",
     "std::string::join": "String", "std::string::replace": "String", "std::string::parse_int": "Result<Int, ParseError>",
@@ -1781,6 +1805,7 @@ def _native_return_type(qual: str) -> str | None:
 
 
 _METHOD_RETURNS = {
+    "messages": "Array<Message>",
     "len": "Int", "is_empty": "Bool", "contains": "Bool", "to_string": "String", "to_upper": "String",
     "to_lower": "String", "trim": "String", "starts_with": "Bool", "ends_with": "Bool", "has": "Bool",
     "is_some": "Bool", "is_none": "Bool", "is_ok": "Bool", "is_err": "Bool", "join": "String",
@@ -1794,6 +1819,10 @@ def _method_return_type(recv: str | None, name: str) -> str | None:
     if recv is None:
         return None
     head, args = T.split(recv)
+    if head == "Memory" and name == "last":
+        return "Array<Message>"
+    if head == "Stream" and name == "collect":
+        return "Result<String, AgentError>"
     if head == "Array" and args:
         if name in ("filter", "sorted", "reverse", "slice", "take", "skip", "concat", "unique"):
             return recv

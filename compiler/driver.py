@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from concerto import ir
+import msgspec
+
 from concerto.compiler import ast as A
+from concerto.compiler import llm
+from concerto.compiler.manifest import Manifest, find_manifest, load_manifest
 from concerto.compiler.codegen import CompileError, FunctionCompiler, ProgramBuilder
 from concerto.compiler.diagnostics import Diagnostic, sort_key
 from concerto.compiler.resolve import FnInfo, Resolver
@@ -35,7 +39,11 @@ class CompileResult:
         return self.program is not None and not any(d.severity == "error" for d in self.diagnostics)
 
 
-def compile_file(path: str | os.PathLike[str]) -> CompileResult:
+def compile_file(path: str | os.PathLike[str], *, manifest: str | os.PathLike[str] | None = None,
+                 mock: bool = False) -> CompileResult:
+    """Compile a source file. Its Concerto.toml is `manifest`, or else the
+    first one found walking up from the file's folder (spec 22). With `mock`,
+    models whose connection the manifest lacks run on the offline mock provider."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -43,10 +51,18 @@ def compile_file(path: str | os.PathLike[str]) -> CompileResult:
         return CompileResult(None, [Diagnostic(str(p), 0, 0, f"cannot read file: {e.strerror or e}")])
     except UnicodeDecodeError:
         return CompileResult(None, [Diagnostic(str(p), 0, 0, "file is not valid UTF-8")])
-    return compile_source(text, str(p))
+    manifest_path = Path(manifest) if manifest is not None else find_manifest(p.resolve().parent)
+    loaded = None
+    if manifest_path is not None:
+        loaded, problems = load_manifest(manifest_path)
+        if loaded is None:
+            return CompileResult(None, problems or [Diagnostic(str(manifest_path), 1, 1, "invalid Concerto.toml")])
+    return compile_source(text, str(p), manifest=loaded, mock=mock)
 
 
-def compile_source(text: str, file: str) -> CompileResult:
+def compile_source(text: str, file: str, *, manifest: Manifest | None = None, mock: bool = False) -> CompileResult:
+    """Compile source text. `manifest` supplies the connections models use;
+    without one, a program that declares models fails to compile unless `mock`."""
     resolver = Resolver()
     resolver.load_root(text, file)
     sources = dict(resolver.symbols.sources) or {file: text}
@@ -55,6 +71,10 @@ def compile_source(text: str, file: str) -> CompileResult:
     pb = ProgramBuilder(resolver.symbols)
     pb.diagnostics.extend(resolver.diagnostics)
     _check_type_declarations(pb)
+    llm.check_schemas(pb)
+    pb.diagnostics.extend(llm.connect_block_errors(pb))
+    models, used_connections = llm.model_defs(pb, manifest.connections if manifest else None, mock)
+    memories = llm.memory_defs(pb)
     _collect_methods(pb)
     _compile_functions(pb)
     init = _compile_init(pb)
@@ -94,6 +114,10 @@ def compile_source(text: str, file: str) -> CompileResult:
         types=types,
         functions=functions,
         hashmaps=hashmaps,
+        models=[msgspec.convert(m, ir.ModelDef) for m in models],
+        schemas=[msgspec.convert(s, ir.SchemaDef) for s in llm.schema_defs(pb)],
+        connections=[ir.ConnectionDef(name, conf) for name, conf in used_connections.items()],
+        memories=[msgspec.convert(m, ir.MemoryDef) for m in memories],
         source_map=ir.SourceMap(Path(file).name, mappings),
         metadata=ir.Metadata(compiler_version=COMPILER_VERSION, entry_point=entry,
                              compiled_at=compiled_at, init=INIT_FUNCTION if init else None),
@@ -254,6 +278,10 @@ def _type_defs(pb: ProgramBuilder) -> list[ir.TypeDef]:
     out: list[ir.TypeDef] = []
     symbols = pb.symbols
     for qual, s in symbols.structs.items():
+        if qual in symbols.schemas:
+            fields = [ir.FieldDef(f.name, str(f.type)) for f in s.fields]
+            out.append(ir.TypeDef(qual, "schema", fields=fields))
+            continue
         fields = [ir.FieldDef(f.name, str(f.type)) for f in s.fields]
         methods = sorted(k.split("::")[-1] for k in pb.fn_sigs if k.startswith(qual + "::"))
         out.append(ir.TypeDef(qual, "struct", fields=fields, methods=methods or None))

@@ -21,6 +21,11 @@ from lark.exceptions import UnexpectedCharacters
 from lark.lexer import Lexer, PatternRE, PatternStr
 
 _IDENT_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+# Words that open a declaration but stay ordinary names everywhere else
+# (`response.model`, `let schema = ...`): they are keywords only where the
+# parser can start that declaration.
+CONTEXTUAL_KEYWORDS = frozenset({"model", "agent", "schema", "memory", "connect"})
 _WS_RE = re.compile(r"[ \t\r\n\f]+")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "0": "\0", "\\": "\\", '"': '"', "'": "'", "$": "$"}
 
@@ -174,6 +179,8 @@ class _Scanner:
                     raise self.src.error(f"unexpected character {ch!r}", pos)
                 word = m.group()
                 kind = self.lx.keywords.get(word, "IDENT")
+                if word in CONTEXTUAL_KEYWORDS and kind not in self.accepts():
+                    kind = "IDENT"
                 token = self.tok(kind, word, pos, m.end())
                 yield token
                 pos = m.end()

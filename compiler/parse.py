@@ -314,6 +314,51 @@ class _Builder(Transformer):
         rest = [c for c in children if not _is_tok(c, "PUB")]
         return A.HashMapDecl(_span(meta), str(rest[0]), public, rest[1], rest[2])
 
+    def model_decl(self, meta, children):
+        decorators = [c for c in children if isinstance(c, A.Decorator)]
+        public = any(_is_tok(c, "PUB") for c in children)
+        keyword = next(str(c) for c in children if _is_tok(c, "MODEL_KW", "AGENT_KW"))
+        rest = [c for c in _present(children) if not isinstance(c, A.Decorator) and not _is_tok(c, "PUB", "MODEL_KW", "AGENT_KW")]
+        fields = [c for c in rest if isinstance(c, A.ModelField)]
+        return A.ModelDecl(_span(meta), str(rest[0]), public, keyword, fields, decorators)
+
+    def model_field(self, meta, children):
+        return A.ModelField(_span(meta), str(children[0]), children[1])
+
+    def connect_decl(self, meta, children):
+        rest = [c for c in _present(children) if not _is_tok(c, "CONNECT_KW")]
+        return A.ConnectDecl(_span(meta), str(rest[0]), False, [c for c in rest if isinstance(c, A.ModelField)])
+
+    def schema_decl(self, meta, children):
+        decorators = [c for c in children if isinstance(c, A.Decorator)]
+        public = any(_is_tok(c, "PUB") for c in children)
+        rest = [c for c in _present(children) if not isinstance(c, A.Decorator) and not _is_tok(c, "PUB", "SCHEMA_KW")]
+        generics = next((c[1] for c in rest if isinstance(c, tuple) and c and c[0] == "generics"), [])
+        fields = [c for c in rest if isinstance(c, A.SchemaField)]
+        span = _span(meta)
+        return A.SchemaDecl(span, str(rest[0]), public, fields, generics, decorators, self._doc_for(span.line))
+
+    def schema_field(self, meta, children, optional: bool = False):
+        decorators = [c for c in children if isinstance(c, A.Decorator)]
+        rest = [c for c in _present(children) if not isinstance(c, A.Decorator)]
+        name, kind = str(rest[0]), rest[1]
+        default = rest[2] if len(rest) > 2 else None
+        if isinstance(kind, tuple) and kind[0] == "enum":
+            return A.SchemaField(_span(meta), name, None, kind[1], optional, default, decorators)
+        return A.SchemaField(_span(meta), name, kind, None, optional, default, decorators)
+
+    def optional_schema_field(self, meta, children):
+        return self.schema_field(meta, children, optional=True)
+
+    def enum_type(self, meta, children):
+        return ("enum", [str(c) for c in children])
+
+    def memory_decl(self, meta, children):
+        public = any(_is_tok(c, "PUB") for c in children)
+        rest = [c for c in _present(children) if not _is_tok(c, "PUB", "MEMORY_KW")]
+        type_ = rest[1] if len(rest) > 2 else None
+        return A.MemoryDecl(_span(meta), str(rest[0]), public, type_, rest[-1])
+
     def use_decl(self, meta, children):
         public = any(_is_tok(c, "PUB") for c in children)
         tree = [c for c in children if not _is_tok(c, "PUB")][0]

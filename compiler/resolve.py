@@ -27,7 +27,7 @@ from concerto.stdlib import load as load_stdlib
 BUILTIN_TYPES = {
     "Int", "Float", "String", "Bool", "Nil", "Any", "Array", "Map", "Option", "Result",
     "Tuple", "Range", "Set", "Queue", "Stack", "HashMap", "Prompt", "Response", "Message",
-    "Self",
+    "Self", "Memory", "Model", "ModelBuilder", "Stream", "StreamChunk",
 }
 # Built-in error types (spec 13): usable in typed catch and as struct-like values.
 BUILTIN_ERRORS = {
@@ -35,6 +35,30 @@ BUILTIN_ERRORS = {
     "HashMapError", "EmitError", "RuntimeError", "ParseError", "JsonError", "EnvError",
     "TypeError", "IndexError", "KeyError", "ArithmeticError", "OverflowError",
 }
+
+
+def schema_mode(decl: A.SchemaDecl) -> str:
+    """Spec 12: `@partial` / `@coerce` (on the schema or on any of its fields)
+    set the validation mode of the whole schema; strict is the default."""
+    names = [d.name for d in decl.decorators] + [d.name for f in decl.fields for d in f.decorators]
+    for mode in ("partial", "coerce", "strict"):
+        if mode in names:
+            return mode
+    return "strict"
+
+
+def schema_struct(decl: A.SchemaDecl) -> A.StructDecl:
+    """The struct type a schema's validated values have. Optional fields (and
+    every field of a partial schema) are Option<T>; a string-literal union is a
+    String."""
+    partial = schema_mode(decl) == "partial"
+    fields = []
+    for f in decl.fields:
+        t = f.type if f.type is not None else A.TypeRef(f.span, "String")
+        if (f.optional or partial) and f.default is None:
+            t = A.TypeRef(f.span, "Option", [t])
+        fields.append(A.FieldDecl(f.span, f.name, t, True, None))
+    return A.StructDecl(decl.span, decl.name, decl.public, fields, decl.doc)
 
 
 # Spec 14 "Standard Library Modules" that this implementation does not provide yet.
@@ -75,6 +99,10 @@ class Symbols:
     consts: dict[str, tuple[A.ConstDecl, ModuleInfo]] = field(default_factory=dict)
     hashmaps: dict[str, tuple[A.HashMapDecl, ModuleInfo]] = field(default_factory=dict)
     aliases: dict[str, tuple[A.TypeAlias, ModuleInfo]] = field(default_factory=dict)
+    models: dict[str, tuple[A.ModelDecl, ModuleInfo]] = field(default_factory=dict)
+    schemas: dict[str, tuple[A.SchemaDecl, ModuleInfo]] = field(default_factory=dict)
+    memories: dict[str, tuple[A.MemoryDecl, ModuleInfo]] = field(default_factory=dict)
+    connect_blocks: list[tuple[A.ConnectDecl, ModuleInfo]] = field(default_factory=list)
     public: set[str] = field(default_factory=set)
     item_module: dict[str, str] = field(default_factory=dict)
     impls: list[tuple[A.ImplDecl, ModuleInfo]] = field(default_factory=list)
@@ -83,8 +111,14 @@ class Symbols:
     def item_kind(self, qual: str) -> str | None:
         if qual in self.functions:
             return "fn"
+        if qual in self.schemas:
+            return "schema"
         if qual in self.structs:
             return "struct"
+        if qual in self.models:
+            return "model"
+        if qual in self.memories:
+            return "memory"
         if qual in self.enums:
             return "enum"
         if qual in self.traits:
@@ -205,6 +239,17 @@ class Resolver:
                 self.symbols.aliases[qual] = (item, info)
             elif isinstance(item, A.ModDecl):
                 self.add_submodule(info, item)
+            elif isinstance(item, A.ModelDecl):
+                self.symbols.models[qual] = (item, info)
+            elif isinstance(item, A.SchemaDecl):
+                self.symbols.schemas[qual] = (item, info)
+                # A schema is also a struct type: field access, patterns and
+                # literals type-check through the same path as structs.
+                self.symbols.structs[qual] = schema_struct(item)
+            elif isinstance(item, A.MemoryDecl):
+                self.symbols.memories[qual] = (item, info)
+            elif isinstance(item, A.ConnectDecl):
+                self.symbols.connect_blocks.append((item, info))
 
     def add_submodule(self, parent: ModuleInfo, decl: A.ModDecl) -> None:
         path = qualify(parent, decl.name)

@@ -47,6 +47,8 @@ def element_type(t: str | None) -> str | None:
         return args[0]
     if head == "Range":
         return "Int"
+    if head == "Stream":
+        return "StreamChunk"
     if head == "String":
         return "String"
     if head == "Map" and len(args) == 2:

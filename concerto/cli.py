@@ -60,12 +60,29 @@ def _require_file(path: Path) -> None:
         raise _usage_error(f"{path} is a directory, not a .conc or .conc-ir file")
 
 
-def _compile(path: Path) -> Any:
+_ENV_HELP = "Load environment variables (API keys) from this dotenv file first; variables already set win."
+_MANIFEST_HELP = "Use this Concerto.toml instead of the one found by walking up from FILE."
+
+
+def _load_env(env: Optional[Path]) -> None:
+    if env is None:
+        return
+    from concerto.compiler.manifest import load_dotenv
+
+    problems = load_dotenv(env)
+    if problems:
+        _report(problems, {})
+        raise typer.Exit(1)
+
+
+def _compile(path: Path, manifest: Optional[Path] = None, mock: bool = False) -> Any:
     # Imported here so running compiled IR never loads the compiler.
     from concerto.compiler import compile_file
 
     _require_file(path)
-    result = compile_file(path)
+    if manifest is not None:
+        _require_file(manifest)
+    result = compile_file(path, manifest=manifest, mock=mock)
     if not result.ok:
         _report(result.diagnostics, result.sources)
         raise typer.Exit(1)
@@ -80,9 +97,15 @@ def _is_ir(path: Path) -> bool:
 def compile(
     file: Path = typer.Argument(..., help="The .conc source file."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write the IR (default: FILE with .conc-ir)."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help=_MANIFEST_HELP),
+    env: Optional[Path] = typer.Option(None, "--env", help=_ENV_HELP),
 ) -> None:
-    """Compile FILE to spec-16 IR (.conc-ir JSON)."""
-    result = _compile(file)
+    """Compile FILE to spec-16 IR (.conc-ir JSON).
+
+    Connections come from Concerto.toml (spec 22) and are embedded in the IR by
+    name and settings; API keys never are (only the variable names)."""
+    _load_env(env)
+    result = _compile(file, manifest)
     assert result.program is not None
     out = output or file.with_suffix(".conc-ir")
     try:
@@ -94,14 +117,17 @@ def compile(
 
 
 @app.command()
-def check(file: Path = typer.Argument(..., help="The .conc source file.")) -> None:
+def check(
+    file: Path = typer.Argument(..., help="The .conc source file."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help=_MANIFEST_HELP),
+) -> None:
     """Parse and check FILE, reporting every error; write nothing."""
-    result = _compile(file)
+    result = _compile(file, manifest)
     _report(result.diagnostics, result.sources)
     err_console.print(f"{file}: no errors", markup=False)
 
 
-def _load_program(file: Path):
+def _load_program(file: Path, manifest: Optional[Path] = None, mock: bool = False):
     _require_file(file)
     if _is_ir(file):
         try:
@@ -121,7 +147,7 @@ def _load_program(file: Path):
         for w in program.warnings:
             err_console.print(f"{file}: warning: {w}", markup=False)
         return program, sources
-    result = _compile(file)
+    result = _compile(file, manifest, mock)
     assert result.program is not None
     program = load_bytes(ir.encode(result.program, pretty=False), source_file=str(file))
     return program, result.sources
@@ -136,9 +162,26 @@ def run(
     jit: bool = typer.Option(
         True, "--jit/--no-jit",
         help="Compile functions to Python before running (fast); --no-jit runs every instruction in the interpreter."),
+    env: Optional[Path] = typer.Option(None, "--env", help=_ENV_HELP),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help=_MANIFEST_HELP),
+    mock: bool = typer.Option(
+        False, "--mock", help="Answer every model call with the offline mock provider (no network, no keys)."),
+    mock_replies: Optional[Path] = typer.Option(
+        None, "--mock-replies", help="Scripted mock replies (JSON list); implies --mock."),
+    metrics: bool = typer.Option(
+        False, "--metrics", help="After the run, print model calls, tokens, retries, latency and cost on stderr."),
 ) -> None:
-    """Run FILE. Emits go to stdout; diagnostics and logs go to stderr."""
-    program, sources = _load_program(file)
+    """Run FILE. Emits go to stdout; diagnostics and logs go to stderr.
+
+    Model calls use the connections of Concerto.toml; keys come from the
+    environment (or --env). A missing key stops the run before any request,
+    naming the variable; nothing falls back to the mock unless you ask (--mock)."""
+    _load_env(env)
+    mock = mock or mock_replies is not None
+    if mock_replies is not None:
+        _require_file(mock_replies)
+    program, sources = _load_program(file, manifest, mock)
+    models = _model_runtime(program, mock, mock_replies)
     encoder = msgspec.json.Encoder()
     out = sys.stdout
 
@@ -158,9 +201,10 @@ def run(
         on_emit=on_emit_jsonl if emit_format is EmitFormat.jsonl else on_emit_pretty,
         on_log=on_log,
         config=RunConfig(max_call_depth=max_call_depth, jit=jit),
+        models=models,
     )
     try:
-        machine.run_main()
+        _run_machine(machine, models, metrics)
     except BrokenPipeError:
         # The reader went away (`concerto run x.conc | head`): stop quietly, as
         # shell tools do when SIGPIPE ends them.
@@ -172,6 +216,37 @@ def run(
     except Panic as e:
         err_console.print(f"{program.source_file}: panic: {e.message}", markup=False)
         raise typer.Exit(1) from None
+
+
+def _model_runtime(program: Any, mock: bool, mock_replies: Optional[Path]) -> Any:
+    if not program.ir.models:
+        return None
+    from concerto.vm.connections import ConfigError
+    from concerto.vm.models import build_runtime
+
+    try:
+        return build_runtime(program, mock=mock, mock_replies=str(mock_replies) if mock_replies else None)
+    except ConfigError as e:
+        for line in str(e).splitlines():
+            err_console.print(f"{program.source_file}: error: {line}", markup=False)
+        raise typer.Exit(1) from None
+
+
+def _run_machine(machine: Machine, models: Any, metrics: bool) -> None:
+    try:
+        machine.run_main()
+    finally:
+        if models is not None:
+            models.close()
+            if metrics:
+                from concerto.metrics_view import metrics_table
+
+                sys.stdout.flush()
+                # Wide enough for every column even when stderr is not a terminal.
+                Console(stderr=True, highlight=False, width=max(err_console.width, 150)).print(
+                    metrics_table(models.manager.metrics.snapshot()))
+        elif metrics:
+            err_console.print("no model calls", markup=False)
 
 
 def _escape(text: str) -> str:

@@ -134,6 +134,46 @@ class ConnectionDef(msgspec.Struct):
     config: ConnectionConfig
 
 
+class ModelConfig(msgspec.Struct, omit_defaults=True):
+    """A model's settings (spec 07 fields; `model` is the resolved `base`)."""
+
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    system_prompt: str | None = None
+    timeout: float | None = None
+    stop_sequences: list[str] = []
+    retry_policy: dict[str, Any] | None = None
+
+
+class DecoratorDef(msgspec.Struct):
+    name: str
+    args: dict[str, Any] = {}
+
+
+class ModelDef(msgspec.Struct):
+    name: str
+    connection: str
+    module: str = "main"
+    config: ModelConfig = msgspec.field(default_factory=ModelConfig)
+    tools: list[str] = []
+    memory: str | None = None
+    decorators: list[DecoratorDef] = []
+    methods: list[Any] = []
+
+
+class SchemaDef(msgspec.Struct):
+    name: str
+    json_schema: dict[str, Any]
+    validation_mode: str = "strict"  # strict | partial | coerce
+
+
+class MemoryDef(msgspec.Struct):
+    name: str
+    max_messages: int | None = None
+
+
 class Mapping(msgspec.Struct):
     function: str
     instruction: int
@@ -164,13 +204,14 @@ class Program(msgspec.Struct):
     constants: list[Constant]
     types: list[TypeDef]
     functions: list[Function]
-    models: list[Any] = []
+    models: list[ModelDef] = []
     tools: list[Any] = []
     mcp_connections: list[Any] = []
-    schemas: list[Any] = []
-    connections: list[Any] = []
+    schemas: list[SchemaDef] = []
+    connections: list[ConnectionDef] = []
     hashmaps: list[HashMapDef] = []
     pipelines: list[Any] = []
+    memories: list[MemoryDef] = []  # spec 24
     source_map: SourceMap | None = None
     metadata: Metadata | None = None
 
@@ -185,7 +226,7 @@ SPEC_OPCODES = {
     "CALL_METHOD", "CALL_NATIVE", "EMIT", "TRY_BEGIN", "TRY_END", "CATCH", "THROW", "PROPAGATE",
     "BUILD_ARRAY", "BUILD_MAP", "BUILD_STRUCT", "FIELD_GET", "FIELD_SET", "INDEX_GET",
     "INDEX_SET", "CHECK_TYPE", "CAST", "HASH_MAP_GET", "HASH_MAP_SET", "HASH_MAP_DELETE",
-    "HASH_MAP_HAS",
+    "HASH_MAP_HAS", "CALL_MODEL", "CALL_MODEL_SCHEMA", "CALL_MODEL_STREAM", "CALL_MODEL_CHAT",
 }
 
 # Opcodes this implementation adds (documented in docs/ir.md).

@@ -28,6 +28,7 @@ _MODULES = (
     "std_time",
     "std_log",
     "std_prompt",
+    "llm",
 )
 
 

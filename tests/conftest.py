@@ -133,9 +133,10 @@ def diagnostics_of(src: str, file: str = "main.conc"):
 
 
 def cli(*args: str, input: str | None = None, cwd: str | os.PathLike[str] | None = None,
-        timeout: float = 60) -> tuple[int, str, str]:
+        timeout: float = 60, env_extra: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Run `python -m concerto ARGS`: (exit code, stdout, stderr)."""
     env = dict(os.environ)
+    env.update(env_extra or {})
     env.setdefault("SOURCE_DATE_EPOCH", "0")
     env["NO_COLOR"] = "1"
     env["COLUMNS"] = "200"

@@ -769,6 +769,49 @@ def test_load_is_idempotent_and_scoped() -> None:
     assert {"std::json", "std::math", "std::string", "std::fmt", "std::env", "std::time"} <= modules
 
 
+# --- LLM built-ins (Message, Memory, Model methods through CALL_METHOD) -----------
+
+def test_message_constructors() -> None:
+    for role in ("system", "user", "assistant"):
+        m = fn(f"Message::{role}", "hi")
+        assert m == StructValue("Message", {"role": role, "content": "hi"})
+    raises("TypeError", "content must be a String", lambda: fn("Message::user", 3))
+
+
+def test_memory_methods_keep_order_and_window() -> None:
+    from concerto.vm.llm_values import MemoryStore
+
+    mem = MemoryStore("chat", max_messages=3)
+    for i in range(4):
+        meth("Memory", "append", mem, "user" if i % 2 == 0 else "assistant", f"m{i}")
+    assert meth("Memory", "len", mem) == 3
+    assert [m.fields["content"] for m in meth("Memory", "messages", mem)] == ["m1", "m2", "m3"]
+    assert [m.fields["content"] for m in meth("Memory", "last", mem, 2)] == ["m2", "m3"]
+    assert meth("Memory", "last", mem, 0) == []
+    raises("TypeError", "role must be", lambda: meth("Memory", "append", mem, "robot", "x"))
+    raises("TypeError", "non-negative Int", lambda: meth("Memory", "last", mem, -1))
+    meth("Memory", "clear", mem)
+    assert meth("Memory", "len", mem) == 0
+
+
+def test_model_methods_forward_to_the_model_runtime() -> None:
+    from concerto.vm.llm_values import ModelRef
+
+    calls = []
+
+    class VM:
+        def call_model(self, recv: Any, method: str, schema: Any, args: list) -> Any:
+            calls.append((recv.name, method, schema, args))
+            return "ok"
+
+    ref = ModelRef("Classifier")
+    for type_name_ in ("Model", "ModelBuilder"):
+        for method in ("execute", "chat", "stream", "with_memory"):
+            assert meth(type_name_, method, ref, "x", ctx=VM()) == "ok"
+    assert calls[0] == ("Classifier", "execute", None, ["x"])
+    assert {c[1] for c in calls} == {"execute", "chat", "stream", "with_memory"}
+
+
 def test_every_native_was_exercised(request: pytest.FixtureRequest) -> None:
     # Meaningful only when the whole file ran (a -k selection would miss calls).
     mine = [item for item in request.session.items if item.module is request.module]

@@ -18,6 +18,7 @@ from concerto import ir
 from concerto.stdlib import load as load_stdlib
 from concerto.stdlib.registry import Native
 from concerto.vm import opcodes as O
+from concerto.vm.llm_values import MemoryStore, ModelRef
 from concerto.vm.values import Closure
 
 
@@ -134,6 +135,17 @@ def link(program: ir.Program, source_file: str | None = None) -> Program:
         globals_[fn.name] = [Closure(functions[fn.name], (), None, fn.name)]
     for hm in program.hashmaps:
         globals_.setdefault(hm.name, [None])
+    for model in program.models:
+        if model.name in globals_:
+            raise IRLoadError(f"model `{model.name}` clashes with another global of that name", "models")
+        globals_[model.name] = [ModelRef(model.name)]
+    for mem in program.memories:
+        if mem.name in globals_:
+            raise IRLoadError(f"memory `{mem.name}` clashes with another global of that name", "memories")
+        if mem.max_messages is not None and mem.max_messages < 1:
+            raise IRLoadError(f"memory `{mem.name}`: max_messages must be at least 1", "memories")
+        globals_[mem.name] = [MemoryStore(mem.name, mem.max_messages)]
+    _check_llm_sections(program)
     constants = program.constants
     for i, c in enumerate(constants):
         if c.index != i:
@@ -361,12 +373,55 @@ def _link_instr(
         idx = ins.arg
         message = constants[idx].value if isinstance(idx, int) and 0 <= idx < len(constants) else "no pattern matched"
         return (code, message, None)
+    if op.startswith("CALL_MODEL"):
+        cell = None
+        if ins.name is not None:
+            cell = globals_.get(ins.name)
+            if cell is None or not isinstance(cell[0], ModelRef):
+                raise IRLoadError(f"unknown model `{ins.name}`", where)
+        if op == "CALL_MODEL":
+            method = _need(ins.arg, str, "an `arg` naming the model method", where)
+            if method not in MODEL_METHODS:
+                raise IRLoadError(f"unknown model method `{method}` (known: {', '.join(MODEL_METHODS)})", where)
+        else:
+            method = {"CALL_MODEL_SCHEMA": "schema", "CALL_MODEL_STREAM": "stream", "CALL_MODEL_CHAT": "chat"}[op]
+        schema = None
+        if op == "CALL_MODEL_SCHEMA":
+            schema = _need(ins.type_name, str, "a `type_name` naming the schema", where)
+        return (O.CALL_MODEL, (cell, method, schema), argc())
     if op.startswith("HASH_MAP_"):
         name = _need(ins.name, str, "a hashmap `name`", where)
         if name not in globals_:
             raise IRLoadError(f"unknown hashmap `{name}`", where)
         return (code, globals_[name], name)
     return (code, ins.arg, None)
+
+
+MODEL_METHODS = ("execute", "chat", "stream", "with_memory")
+
+
+def _check_llm_sections(program: ir.Program) -> None:
+    """Cross-references msgspec cannot check: models name known connections
+    and memories, schema names are unique, modes are known."""
+    connections = {c.name for c in program.connections}
+    memories = {m.name for m in program.memories}
+    for i, m in enumerate(program.models):
+        if m.connection not in connections:
+            raise IRLoadError(f"model `{m.name}` uses connection `{m.connection}`, which is not in `connections`", f"models[{i}]")
+        if m.memory is not None and m.memory not in memories:
+            raise IRLoadError(f"model `{m.name}` uses memory `{m.memory}`, which is not in `memories`", f"models[{i}]")
+    seen: set[str] = set()
+    for i, s in enumerate(program.schemas):
+        if s.name in seen:
+            raise IRLoadError(f"schema `{s.name}` is defined twice", f"schemas[{i}]")
+        seen.add(s.name)
+        if s.validation_mode not in ("strict", "partial", "coerce"):
+            raise IRLoadError(f"unknown validation_mode {s.validation_mode!r} (strict, partial or coerce)", f"schemas[{i}]")
+    for i, c in enumerate(program.connections):
+        if c.config.provider not in ("openai", "anthropic", "ollama", "custom", "mock"):
+            raise IRLoadError(f"connection `{c.name}`: unknown provider {c.config.provider!r}", f"connections[{i}]")
+        if "api_key" in c.config.headers or any(k.lower() in ("authorization", "x-api-key") for k in c.config.headers):
+            raise IRLoadError(f"connection `{c.name}`: credentials do not belong in the IR; name an environment variable in api_key_env", f"connections[{i}]")
 
 
 class _Unset:

@@ -131,6 +131,8 @@ class Machine:
     on_emit: EmitHandler = lambda channel, payload: None
     on_log: LogHandler = lambda level, message: print(f"[{level}] {message}", file=sys.stderr)
     config: RunConfig = field(default_factory=RunConfig)
+    # The model runtime (vm/models.py) for programs that call models.
+    models: Any = None
 
     def __post_init__(self) -> None:
         self.stack: list[Any] = []
@@ -733,6 +735,15 @@ class Machine:
             if b:
                 del stack[-b:]
             stack.append(Closure(a, captures, None, a.name))
+        elif op == O.CALL_MODEL:
+            cell, method, schema = a
+            if b:
+                args = stack[-b:]
+                del stack[-b:]
+            else:
+                args = []
+            recv = cell[0] if cell is not None else stack.pop()
+            stack.append(self.call_model(recv, method, schema, args))
         elif op == O.CATCH:
             pass  # catch blocks are reached by TRY_BEGIN's target; nothing to do
         else:
@@ -744,6 +755,11 @@ class Machine:
         del self.stack[height:]
         self.stack.append(err)
         return ("jump", catch_pc)
+
+    def call_model(self, recv: Any, method: str, schema: str | None, args: list[Any]) -> Any:
+        if self.models is None:
+            raise ConcertoError("this program calls a model, but the VM was started without a model runtime", "RuntimeError")
+        return self.models.call(recv, method, schema, args)
 
     def _call_method(self, recv: Any, name: str) -> Any:
         t = type(recv)

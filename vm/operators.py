@@ -190,6 +190,9 @@ def iterate(v: Any) -> Any:
         return iter(v)
     if t is dict:
         return iter(list(v.items()))
+    lazy = getattr(v, "concerto_iter", None)
+    if lazy is not None:
+        return lazy()
     to_array = getattr(v, "to_list", None)
     if to_array is not None:
         return iter(to_array())

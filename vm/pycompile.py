@@ -60,7 +60,7 @@ _SUPPORTED = {
     O.BUILD_RANGE, O.TEST_VARIANT, O.VARIANT_FIELD, O.TEST_LEN, O.SLICE, O.CHECK_TYPE, O.CAST,
     O.FIELD_GET, O.FIELD_SET, O.INDEX_GET, O.INDEX_SET, O.EMIT, O.PROPAGATE, O.THROW,
     O.RETHROW, O.MATCH_FAIL, O.HASH_MAP_GET, O.HASH_MAP_SET, O.HASH_MAP_HAS,
-    O.HASH_MAP_DELETE, O.MAKE_CLOSURE, O.CATCH,
+    O.HASH_MAP_DELETE, O.MAKE_CLOSURE, O.CATCH, O.CALL_MODEL,
 }
 _ENDS_BLOCK = {O.RETURN, O.JUMP, O.THROW, O.RETHROW, O.MATCH_FAIL}
 _BRANCHES = {O.JUMP_IF_FALSE, O.JUMP_IF_TRUE, O.ITER_NEXT, O.COALESCE}
@@ -120,6 +120,8 @@ def stack_effect(op: int, a: Any, b: Any) -> tuple[int, int]:
         return 2, 1
     if op == O.MAKE_CLOSURE:
         return b, 1
+    if op == O.CALL_MODEL:
+        return b + (a[0] is None), 1
     if op == O.ITER_NEXT:
         return 1, 1
     if op == O.COALESCE:
@@ -565,6 +567,11 @@ class _FunctionWriter:
         elif op == O.HASH_MAP_DELETE:
             key = self.pop().expr
             self.result(f"_hm_delete({refs.ref(a)}[0], {key})")
+        elif op == O.CALL_MODEL:
+            cell, method, schema = a
+            args = self.take(b)
+            recv = f"{refs.ref(cell)}[0]" if cell is not None else self.pop().expr
+            self.result(f"vm.call_model({recv}, {method!r}, {schema!r}, [{', '.join(args)}])")
         elif op == O.MAKE_CLOSURE:
             caps = self.take(b)
             self.result(f"Closure({refs.ref(a)}, ({''.join(c + ', ' for c in caps)}), None, {a.name!r})")

@@ -1,0 +1,65 @@
+"""Built-ins of the LLM parts of the language: `Message::system/user/assistant`
+(spec 02), Memory methods (spec 24), and model methods reached through a
+value whose type the compiler did not know (`CALL_METHOD` on a Model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from concerto.stdlib.registry import REGISTRY
+from concerto.vm.llm_values import MemoryStore, message_value
+from concerto.vm.values import ConcertoError
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ConcertoError(f"{what} must be a String", "TypeError")
+    return value
+
+
+for _role in ("system", "user", "assistant"):
+    def _make(role: str) -> Any:
+        def build(ctx: Any, content: Any) -> Any:
+            return message_value(role, _text(content, f"Message::{role} content"))
+        return build
+
+    REGISTRY.function(f"Message::{_role}", 1)(_make(_role))
+
+
+@REGISTRY.method("Memory", "append", 2, mutates=False)
+def memory_append(ctx: Any, memory: MemoryStore, role: Any, content: Any) -> None:
+    if role not in ("system", "user", "assistant"):
+        raise ConcertoError(f"memory role must be \"system\", \"user\" or \"assistant\", got {role!r}", "TypeError")
+    memory.append(role, _text(content, "memory content"))
+
+
+@REGISTRY.method("Memory", "messages", 0)
+def memory_messages(ctx: Any, memory: MemoryStore) -> list:
+    return [message_value(r, c) for r, c in memory.messages]
+
+
+@REGISTRY.method("Memory", "last", 1)
+def memory_last(ctx: Any, memory: MemoryStore, n: Any) -> list:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ConcertoError("Memory.last needs a non-negative Int", "TypeError")
+    items = list(memory.messages)
+    return [message_value(r, c) for r, c in (items[-n:] if n else [])]
+
+
+@REGISTRY.method("Memory", "len", 0)
+def memory_len(ctx: Any, memory: MemoryStore) -> int:
+    return len(memory.messages)
+
+
+@REGISTRY.method("Memory", "clear", 0)
+def memory_clear(ctx: Any, memory: MemoryStore) -> None:
+    memory.messages.clear()
+
+
+for _method in ("execute", "chat", "stream", "with_memory"):
+    def _forward(method: str) -> Any:
+        def call(vm: Any, model: Any, *args: Any) -> Any:
+            return vm.call_model(model, method, None, list(args))
+        return call
+
+    REGISTRY.method(("Model", "ModelBuilder"), _method, 1, 2 if _method == "with_memory" else 1)(_forward(_method))

@@ -1,0 +1,113 @@
+"""Runtime values of the LLM parts of the language (kept apart from the model
+runtime so that loading a program never imports httpx or anyio):
+
+    ModelRef      a declared model, as a value (`let m = Classifier;`)
+    ModelBuilder  `Model.with_memory(m)`: a model plus per-call settings
+    MemoryStore   a `memory` declaration: an ordered list of chat messages
+    ModelStream   the chunks of `Model.stream(p)`, pulled as they arrive
+"""
+
+from __future__ import annotations
+
+import queue
+from collections import deque
+from typing import Any
+
+from concerto.vm.values import ConcertoError, StructValue
+
+
+class ModelRef:
+    __slots__ = ("name",)
+    concerto_type = "Model"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def concerto_debug(self) -> str:
+        return f"<model {self.name}>"
+
+    def concerto_json(self) -> Any:
+        return {"model": self.name}
+
+
+class ModelBuilder:
+    __slots__ = ("model", "memory", "auto")
+    concerto_type = "ModelBuilder"
+
+    def __init__(self, model: str, memory: "MemoryStore | None" = None, auto: bool = True) -> None:
+        self.model = model
+        self.memory = memory
+        self.auto = auto
+
+    def concerto_debug(self) -> str:
+        return f"<model {self.model} with memory {self.memory.name if self.memory else '-'}>"
+
+    def concerto_json(self) -> Any:
+        return {"model": self.model, "memory": self.memory.name if self.memory else None}
+
+
+class MemoryStore:
+    """Spec 24: messages in order, oldest dropped past max_messages."""
+
+    __slots__ = ("name", "max_messages", "messages")
+    concerto_type = "Memory"
+
+    def __init__(self, name: str, max_messages: int | None = None) -> None:
+        self.name = name
+        self.max_messages = max_messages
+        self.messages: deque[tuple[str, str]] = deque(maxlen=max_messages)
+
+    def append(self, role: str, content: str) -> None:
+        self.messages.append((role, content))
+
+    def concerto_debug(self) -> str:
+        return f"<memory {self.name}: {len(self.messages)} messages>"
+
+    def concerto_json(self) -> Any:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+
+def message_value(role: str, content: str) -> StructValue:
+    return StructValue("Message", {"role": role, "content": content})
+
+
+class ModelStream:
+    """Chunks of a streamed reply. The connection manager's task pushes deltas
+    into a queue as they arrive; iterating pulls them, so a program sees (and
+    can emit) each chunk while the rest is still on the wire."""
+
+    concerto_type = "Stream"
+
+    def __init__(self, model: str, on_done: Any) -> None:
+        self.model = model
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._on_done = on_done
+        self._finished = False
+        self.text = ""
+
+    async def deliver(self, item: Any) -> None:
+        self._queue.put(item)
+
+    def concerto_iter(self) -> Any:
+        return self._chunks()
+
+    def _chunks(self) -> Any:
+        index = 0
+        while not self._finished:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._finished = True
+                raise ConcertoError(f"stream from `{self.model}` failed: {item}", "AgentError")
+            if item.done:
+                self._finished = True
+                self._on_done(self.text)
+                return
+            self.text += item.text
+            yield StructValue("StreamChunk", {"text": item.text, "index": index})
+            index += 1
+
+    def concerto_debug(self) -> str:
+        return f"<stream from {self.model}>"
+
+    def concerto_json(self) -> Any:
+        return {"stream": self.model}
