@@ -15,6 +15,7 @@ only in the Endpoint handed to adapters; no message here ever includes one.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
@@ -29,6 +30,7 @@ import msgspec
 
 from concerto import ir
 from concerto.vm import metering
+from concerto.vm.http_pool import AsyncioTransport
 from concerto.vm.providers.base import ChatRequest, Completion, Endpoint, ProviderError, StreamDelta
 from concerto.vm.providers.mock import MockProvider
 from concerto.vm.ratelimit import RateLimiter, estimate_tokens
@@ -314,10 +316,10 @@ class ConnectionManager:
     def _client(self, conn: _Connection) -> httpx.AsyncClient:
         if conn.client is None:
             n = conn.config.rate_limit.concurrent_requests or 100
-            conn.client = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
-                timeout=httpx.Timeout(conn.config.timeout),
-            )
+            conn.client = httpx.AsyncClient(transport=_transport(n), timeout=httpx.Timeout(conn.config.timeout))
+            # Provider APIs authenticate by header, never by cookie; httpx's cookie
+            # jar parses every reply's headers into an email.Message (~30 us).
+            conn.client._cookies = _NoCookies()
         return conn.client
 
     @staticmethod
@@ -340,6 +342,22 @@ class ConnectionManager:
             if conn.client is not None:
                 client, conn.client = conn.client, None
                 await client.aclose()
+
+
+class _NoCookies(httpx.Cookies):
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        return None
+
+
+def _transport(max_connections: int) -> httpx.AsyncBaseTransport:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # another anyio backend (trio): httpx's own transport
+        return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=max_connections))
+    return AsyncioTransport(max_connections)
 
 
 def _used_tokens(tokens_in: int | None, tokens_out: int | None) -> int | None:
