@@ -152,8 +152,8 @@ def schema_json(pb: "ProgramBuilder", qual: str, seen: tuple[str, ...] = ()) -> 
             prop: dict[str, Any] = {"type": "string", "enum": list(f.enum)}
         else:
             prop = _type_json(pb, fc.type_str(f.type) or "Any", seen + (qual,))
-        if f.default is not None and isinstance(f.default, A.Literal):
-            prop = {**prop, "default": f.default.value}
+        if f.default is not None and _const_value(f.default) is not _NOT_CONST:
+            prop = {**prop, "default": _const_value(f.default)}
         props[f.name] = prop
         if not f.optional and f.default is None:
             required.append(f.name)
@@ -197,8 +197,9 @@ def check_schemas(pb: "ProgramBuilder") -> None:
                      hint="declare one schema per concrete type")
         fc = FunctionCompiler(pb, module, "<schema>")
         for f in decl.fields:
-            if f.default is not None and not isinstance(f.default, A.Literal):
-                pb.error(file, f.default.span, f"the default of schema field `{f.name}` must be a literal")
+            if f.default is not None and _const_value(f.default) is _NOT_CONST:
+                pb.error(file, f.default.span, f"the default of schema field `{f.name}` must be a literal",
+                         hint="numbers, strings, booleans, and arrays or maps of them")
             if f.type is None:
                 continue
             t = fc.type_str(f.type)
