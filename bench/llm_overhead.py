@@ -78,14 +78,14 @@ def runtime_for(url: str, *, concurrency: int | None = None, rpm: int | None = N
 
 
 async def fire(runtime, n: int) -> tuple[float, float, list[float], int]:
-    """n concurrent execute calls: (wall s, cpu s, start times, failures)."""
-    starts: list[float] = []
+    """n concurrent execute calls: (wall s, cpu s, completion times, failures)."""
+    ends: list[float] = []
     failures = 0
 
     async def one(i: int) -> None:
         nonlocal failures
-        starts.append(time.perf_counter())
         result = await runtime.aexecute("Bench", f"question {i}")
+        ends.append(time.perf_counter())
         if type(result) is not Ok:
             failures += 1
 
@@ -95,7 +95,7 @@ async def fire(runtime, n: int) -> tuple[float, float, list[float], int]:
             tg.start_soon(one, i)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     await runtime.manager.aclose()
-    return wall, cpu, [s - wall0 for s in starts], failures
+    return wall, cpu, sorted(e - wall0 for e in ends), failures
 
 
 def concurrency_run(calls: int, concurrency: int, latency_ms: int) -> bool:
@@ -122,18 +122,16 @@ def rpm_run(rpm: int, latency_ms: int) -> bool:
     extra = max(10, rpm // 10)
     try:
         runtime = runtime_for(server.url, concurrency=100, rpm=rpm)
-        wall, _, starts, failures = anyio.run(fire, runtime, rpm + extra)
+        wall, _, ends, failures = anyio.run(fire, runtime, rpm + extra)
     finally:
         summary = server.stop()
-    first_minute = sum(1 for s in starts if s < 60.0)
-    # A call's start above is when the program asked; count admissions instead:
-    # the server's count of 200s within the run is what reached it.
-    ok = summary.get("status_counts", {}).get("200", 0)
+    in_first_minute = sum(1 for t in ends if t < 60.0)
     too_many = summary.get("status_counts", {}).get("429", 0)
-    used = min(ok, rpm) / rpm
-    print(f"requests_per_minute={rpm}: {rpm + extra} calls in {wall:.1f} s")
-    print(f"  first minute used {used:.0%} of the limit (target >= 95%); 429s from the server: {too_many}")
-    print(f"  calls asked for in the first minute: {first_minute}; failures {failures}")
+    used = in_first_minute / rpm
+    print(f"requests_per_minute={rpm}: {rpm + extra} calls at once, {wall:.1f} s in all")
+    print(f"  calls completed in the first minute: {in_first_minute} = {used:.0%} of the limit (target >= 95%)")
+    print(f"  the rest waited for the window: first of them done at {ends[rpm]:.1f} s" if len(ends) > rpm else "")
+    print(f"  429s from the server (same limit, sliding minute): {too_many}; failures {failures}")
     return used >= 0.95 and too_many == 0 and failures == 0
 
 

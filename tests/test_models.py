@@ -543,3 +543,51 @@ def test_metrics_table_counts_tokens_retries_and_cost(tmp_path: Path, fake: Fake
     assert cells[1:5] == ["1", "2", "1", "0"]
     assert cells[5] == str(tokens_in)
     assert float(cells[8]) == pytest.approx(tokens_in * 1.0)  # $1 per input token, as priced
+
+
+# ---------------------------------------------------------------- syntax decisions (docs/semantics.md)
+def _compile(src: str, **kw: Any):
+    from concerto.compiler import compile_source
+
+    return compile_source(src, "main.conc", **kw)
+
+
+def test_llm_keywords_are_contextual() -> None:
+    src = '''
+model M { provider: demo }
+fn main() {
+    let model = "m";
+    let schema = 1;
+    let memory = [model];
+    let agent = { "model": model };
+    let r = M.execute("x").unwrap();
+    emit("t", (model, schema, memory, agent, r.model));
+}
+'''
+    result = _compile(src, mock=True)
+    assert result.ok, [d.header() for d in result.diagnostics]
+
+
+def test_connect_blocks_and_process_agents_are_clear_errors() -> None:
+    result = _compile('connect openai { api_key: env("K") }\nagent Coder { command: "claude" }\nfn main() {}\n', mock=True)
+    messages = [d.message for d in result.diagnostics]
+    assert any("removed by spec 22" in m for m in messages)
+    assert any("external process agent (spec 26)" in m for m in messages)
+    hints = " ".join(d.hint or "" for d in result.diagnostics)
+    assert "api_key_env" in hints
+
+
+def test_model_fields_and_schema_types_are_checked() -> None:
+    src = '''
+schema Loop { next: Loop }
+schema Bad { when: fn(Int) -> Int }
+model M { provider: demo, temprature: 0.5, max_tokens: "many", temperature: 3.0 }
+fn main() { let r = M.execute_with_schema<Int>("x"); }
+'''
+    messages = [d.message for d in _compile(src, mock=True).diagnostics]
+    assert any("cannot contain itself" in m for m in messages)
+    assert any("has no JSON form" in m for m in messages)
+    assert any("unknown model field `temprature`" in m for m in messages)
+    assert any("max_tokens` must be Int" in m for m in messages)
+    assert any("temperature must be between" in m for m in messages)
+    assert any("`Int` is not a schema" in m for m in messages)
