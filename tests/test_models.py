@@ -591,3 +591,26 @@ fn main() { let r = M.execute_with_schema<Int>("x"); }
     assert any("max_tokens` must be Int" in m for m in messages)
     assert any("temperature must be between" in m for m in messages)
     assert any("`Int` is not a schema" in m for m in messages)
+
+
+def test_ir_model_sections_are_validated_with_their_paths(tmp_path: Path) -> None:
+    from concerto.vm.loader import IRLoadError, load_object
+
+    result = _compile('model M { provider: demo }\nfn main() { M.execute("x"); }\n', mock=True)
+    data = json.loads(__import__("concerto.ir", fromlist=["encode"]).encode(result.program))
+    bad_type = json.loads(json.dumps(data))
+    bad_type["models"][0]["name"] = 5
+    with pytest.raises(IRLoadError, match=r"\$\.models\[0\]\.name"):
+        load_object(bad_type)
+    missing = json.loads(json.dumps(data))
+    missing["connections"] = []
+    with pytest.raises(IRLoadError, match="connection `demo`, which is not in `connections`"):
+        load_object(missing)
+    keyed = json.loads(json.dumps(data))
+    keyed["connections"][0]["config"]["headers"] = {"Authorization": "Bearer x"}
+    with pytest.raises(IRLoadError, match="credentials do not belong in the IR"):
+        load_object(keyed)
+    ir_file = tmp_path / "bad.conc-ir"
+    ir_file.write_text(json.dumps(missing))
+    code, _, err = cli("run", str(ir_file))
+    assert code == 1 and "invalid IR" in err and "Traceback" not in err
