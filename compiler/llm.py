@@ -108,20 +108,20 @@ def model_call(fc: "FunctionCompiler", e: A.Call, callee: A.Field, model: str | 
         fc.emit("CALL_MODEL_CHAT", argc=argc, **kw)
         return _RESULT_RESPONSE
     if method == "with_memory":
-        if len(positional) != 1:
+        # with_memory(m), with_memory(m, auto: false) or, as upstream examples write it, with_memory(m, false)
+        extra = [a for a in named.values() if a.name != "auto"]
+        if not 1 <= len(positional) <= 2 or extra or (len(positional) == 2 and named):
             fc.error(e.span, "`with_memory` takes a memory: with_memory(conversation) or with_memory(conversation, auto: false)")
             raise LlmError()
         t = fc.expr(positional[0])
         if t not in (None, "Memory", "Any"):
             fc.error(positional[0].span, f"`with_memory` needs a Memory, found `{t}`")
         argc = 1
-        for name, arg in named.items():
-            if name != "auto":
-                fc.error(arg.span, f"`with_memory` has no parameter named `{name}`")
-                raise LlmError()
-            at = fc.expr(arg.value)
+        flag = positional[1] if len(positional) == 2 else (named["auto"].value if "auto" in named else None)
+        if flag is not None:
+            at = fc.expr(flag)
             if at not in (None, "Bool", "Any"):
-                fc.error(arg.span, f"`auto` must be a Bool, found `{at}`")
+                fc.error(flag.span, f"`auto` must be a Bool, found `{at}`")
             argc = 2
         fc.span = e.span
         fc.emit("CALL_MODEL", arg="with_memory", argc=argc, **kw)

@@ -340,6 +340,8 @@ fn main() {
     emit("roles", chat.messages().map(|m| m.role));
     Bot.with_memory(chat, auto: false).execute("third");
     emit("len", chat.len());
+    Bot.with_memory(chat, false).execute("fourth");
+    emit("len", chat.len());
     short.append("user", "a");
     Bot.with_memory(short).execute("b");
     emit("short", short.messages().map(|m| m.content));
@@ -347,9 +349,10 @@ fn main() {
 '''
     code, emits, err = run(project(tmp_path, src, openai_conn(fake)))
     assert code == 0, err
-    assert payloads(emits, "len") == [4, 4]
+    assert payloads(emits, "len") == [4, 4, 4]
     assert payloads(emits, "roles") == [["user", "assistant", "user", "assistant"]]
     assert payloads(emits, "short") == [["b", "echo: b"]]
+    assert fake.requests[3].body["messages"][-1]["content"] == "fourth"
     second = fake.requests[1].body["messages"]
     assert [(m["role"], m["content"]) for m in second] == [
         ("system", "sys"), ("user", "first"), ("assistant", "echo: first"), ("user", "second")]
