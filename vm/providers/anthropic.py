@@ -1,8 +1,13 @@
 """The Anthropic Messages wire format: POST {base_url}/v1/messages with
-x-api-key and anthropic-version; system prompts go in the top-level `system`.
+`x-api-key` and `anthropic-version`.
 
-Structured output is forced tool use: one tool whose input_schema is the
-schema, and tool_choice naming it; the tool call's `input` is the answer.
+The API differs from OpenAI's in ways build_request must bridge: system
+prompts go in a top-level `system` string, the messages must alternate
+user/assistant starting with user, and `max_tokens` is required.
+
+Structured output is forced tool use: one extra tool whose input_schema is
+the (normalised) schema, and a tool_choice naming it; the tool_use block's
+`input` is the answer.
 """
 
 from __future__ import annotations
@@ -12,46 +17,110 @@ from collections.abc import Mapping
 from typing import Any
 
 from concerto.vm.providers.base import (
+    ChatMessage,
     ChatRequest,
     Completion,
     Endpoint,
     HttpCall,
     ProviderError,
     StreamDelta,
+    StructuredOutput,
     ToolCall,
 )
-from concerto.vm.providers.headers import retry_after_seconds
-from concerto.vm.providers.openai import join_url, tool_name
+from concerto.vm.providers.headers import merge_headers, retry_after_seconds
+from concerto.vm.providers.openai import (
+    decode_json,
+    error_fields,
+    http_error_message,
+    join_url,
+    one_line,
+    status_kind,
+    token_count,
+    tool_name,
+)
 
 NAME = "anthropic"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
-# The API requires max_tokens; this is used when the model sets none.
+# The API requires max_tokens; this is sent when the request sets none.
 DEFAULT_MAX_TOKENS = 4096
+# Sent as the first turn when a conversation does not start with a user
+# message (the API rejects that); short so it steers the model as little as can be.
+LEAD_IN = "(continue)"
+
+# Error `type` values of the API (HTTP bodies and stream `error` events).
+ERROR_KINDS = {
+    "invalid_request_error": "bad_request",
+    "request_too_large": "bad_request",
+    "authentication_error": "auth",
+    "permission_error": "auth",
+    "billing_error": "auth",
+    "not_found_error": "not_found",
+    "rate_limit_error": "rate_limit",
+    "api_error": "server",
+    "timeout_error": "timeout",
+    "overloaded_error": "overloaded",
+}
 
 
-def _alternating(req: ChatRequest) -> tuple[str, list[dict[str, Any]]]:
-    """System text apart; the rest merged so roles alternate, starting with user."""
-    system = "\n\n".join(m.content for m in req.messages if m.role == "system")
+def invalid(message: str) -> ProviderError:
+    return ProviderError("invalid_response", f"{NAME}: {message}")
+
+
+# ---------------------------------------------------------------------------
+# Request
+# ---------------------------------------------------------------------------
+
+def messages_url(base_url: str) -> str:
+    """{base}/v1/messages; a base that already ends in /v1 is not doubled."""
+    base = base_url.rstrip("/")
+    return join_url(base, "messages" if base.endswith("/v1") else "v1/messages")
+
+
+def _headers(endpoint: Endpoint) -> dict[str, str]:
+    ours = {"content-type": "application/json", "anthropic-version": API_VERSION}
+    if endpoint.api_key:
+        ours["x-api-key"] = endpoint.api_key
+    return merge_headers(ours, endpoint.headers)
+
+
+def split_messages(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
+    """(system, turns): every system message joined into one string, and the
+    rest as turns that alternate user/assistant and start with user.
+
+    Consecutive same-role messages are merged (the API rejects two in a row),
+    empty ones dropped (it rejects empty content), and the final assistant turn
+    - a prefill - loses trailing whitespace (it rejects that too). Roles other
+    than assistant are sent as user."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content.strip())
     turns: list[dict[str, Any]] = []
-    for m in req.messages:
-        if m.role == "system":
+    for m in messages:
+        if m.role == "system" or not m.content.strip():
             continue
-        if turns and turns[-1]["role"] == m.role:
+        role = "assistant" if m.role == "assistant" else "user"
+        if turns and turns[-1]["role"] == role:
             turns[-1]["content"] += "\n\n" + m.content
         else:
-            turns.append({"role": m.role, "content": m.content})
+            turns.append({"role": role, "content": m.content})
     if not turns or turns[0]["role"] != "user":
-        turns.insert(0, {"role": "user", "content": "(continue)"})
+        turns.insert(0, {"role": "user", "content": LEAD_IN})
+    if turns[-1]["role"] == "assistant":
+        turns[-1]["content"] = turns[-1]["content"].rstrip()
     return system, turns
 
 
+def _structured_tool(out: StructuredOutput) -> dict[str, Any]:
+    # Lazy import: vm.schema is only needed for structured output.
+    from concerto.vm.schema import normalize_for_anthropic
+
+    return {"name": tool_name(out.name), "description": f"Return the answer as a {out.name} object.",
+            "input_schema": normalize_for_anthropic(out.schema)}
+
+
 def build_request(req: ChatRequest, endpoint: Endpoint) -> HttpCall:
-    headers = {"content-type": "application/json", "anthropic-version": API_VERSION, **endpoint.headers}
-    if endpoint.api_key:
-        headers["x-api-key"] = endpoint.api_key
-    system, turns = _alternating(req)
-    body: dict[str, Any] = {"model": req.model, "max_tokens": req.max_tokens or DEFAULT_MAX_TOKENS, "messages": turns}
+    system, turns = split_messages(req.messages)
+    max_tokens = req.max_tokens if req.max_tokens is not None else DEFAULT_MAX_TOKENS
+    body: dict[str, Any] = {"model": req.model, "max_tokens": max_tokens, "messages": turns}
     if system:
         body["system"] = system
     if req.temperature is not None:
@@ -62,123 +131,163 @@ def build_request(req: ChatRequest, endpoint: Endpoint) -> HttpCall:
         body["stop_sequences"] = list(req.stop)
     tools = [{"name": t.name, "description": t.description, "input_schema": t.parameters} for t in req.tools]
     if req.structured is not None:
-        from concerto.vm.schema import normalize_for_anthropic
-
-        name = tool_name(req.structured.name)
-        tools.append({"name": name, "description": f"Return the answer as a {req.structured.name} object.",
-                      "input_schema": normalize_for_anthropic(req.structured.schema)})
-        body["tool_choice"] = {"type": "tool", "name": name}
+        forced = _structured_tool(req.structured)
+        tools.append(forced)
+        body["tool_choice"] = {"type": "tool", "name": forced["name"]}
     if tools:
         body["tools"] = tools
     if req.stream:
         body["stream"] = True
-    base = endpoint.base_url.rstrip("/")
-    url = join_url(base, "messages") if base.endswith("/v1") else join_url(base, "v1/messages")
-    return HttpCall(url, headers, body)
+    return HttpCall(messages_url(endpoint.base_url), _headers(endpoint), body)
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+# ---------------------------------------------------------------------------
+# Reply
+# ---------------------------------------------------------------------------
+
+def _payload_error(err: Any, status: int | None) -> ProviderError:
+    """An {"type": "error", "error": {...}} payload: a stream event, or a 200 body."""
+    err = err if isinstance(err, dict) else {}
+    etype = err.get("type") if isinstance(err.get("type"), str) else ""
+    message = err.get("message") if isinstance(err.get("message"), str) else etype or "error"
+    # An unknown type mid-stream is most likely transient: let it be retried.
+    return ProviderError(ERROR_KINDS.get(etype, "server"), f"{NAME}: {one_line(message)}", status)
 
 
-def parse_response(status: int, headers: Mapping[str, str], body: bytes, structured_tool: str | None = None) -> Completion:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ProviderError("invalid_response", f"{NAME}: reply is not JSON: {body[:80].decode('utf-8', 'replace')!r}") from None
-    try:
-        blocks = data["content"]
-        texts, calls = [], []
-        for block in blocks:
-            if block.get("type") == "text":
-                texts.append(str(block.get("text", "")))
-            elif block.get("type") == "tool_use":
-                args = block.get("input")
-                calls.append(ToolCall(str(block.get("id", "")), str(block["name"]),
-                                      args if isinstance(args, dict) else {"value": args}))
-        usage = data.get("usage") or {}
-        stop = data.get("stop_reason")
-        model = str(data.get("model", ""))
-    except (KeyError, TypeError, AttributeError):
-        raise ProviderError("invalid_response", f"{NAME}: reply lacks a content list") from None
+def _blocks(data: Any) -> list[dict[str, Any]]:
+    if not isinstance(data, dict):
+        raise invalid("reply is not a JSON object")
+    content = data.get("content")
+    if not isinstance(content, list) or not all(isinstance(b, dict) for b in content):
+        raise invalid("reply lacks a list of content blocks")
+    return content
+
+
+def _tool_use(block: dict[str, Any]) -> ToolCall:
+    name, args = block.get("name"), block.get("input")
+    if not isinstance(name, str) or not isinstance(args, dict):
+        raise invalid("a tool_use block lacks its name or input object")
+    block_id = block.get("id")
+    return ToolCall(block_id if isinstance(block_id, str) else "", name, args)
+
+
+def _structured_call(calls: list[ToolCall], text: str, structured_tool: str | None) -> ToolCall | None:
+    """The tool call that carries a structured answer, if any.
+
+    parse_response does not see the request, so without `structured_tool`
+    this is the shape forced tool use produces: a single tool_use block and no
+    text. (A caller that sent tools of its own reads tool_calls instead.)"""
+    if structured_tool is not None:
+        return next((c for c in calls if c.name == structured_tool), None)
+    return calls[0] if len(calls) == 1 and not text.strip() else None
+
+
+def parse_response(status: int, headers: Mapping[str, str], body: bytes,
+                   structured_tool: str | None = None) -> Completion:
+    data = decode_json(NAME, body)
+    if isinstance(data, dict) and data.get("type") == "error":
+        raise _payload_error(data.get("error"), status)
+    blocks = _blocks(data)
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in blocks:
+        if block.get("type") == "text":
+            if not isinstance(block.get("text"), str):
+                raise invalid("a text block has no text")
+            texts.append(block["text"])
+        elif block.get("type") == "tool_use":
+            calls.append(_tool_use(block))
+        # thinking, redacted_thinking, server tool blocks: nothing for us
+    stop = data.get("stop_reason") if isinstance(data.get("stop_reason"), str) else None
     if stop == "refusal":
         raise ProviderError("content_filter", f"{NAME}: the model refused to answer", status)
-    done = Completion("".join(texts), model, _int(usage.get("input_tokens")), _int(usage.get("output_tokens")), stop, calls)
-    # With forced tool use the structured answer is the (only) tool call's input.
-    if calls and not texts or (structured_tool and any(c.name == structured_tool for c in calls)):
-        chosen = next((c for c in calls if c.name == structured_tool), calls[0]) if calls else None
-        if chosen is not None:
-            done.structured = chosen.arguments
-            done.text = json.dumps(chosen.arguments)
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    model = data.get("model") if isinstance(data.get("model"), str) else ""
+    done = Completion("".join(texts), model, token_count(usage.get("input_tokens")),
+                      token_count(usage.get("output_tokens")), stop, calls)
+    chosen = _structured_call(calls, done.text, structured_tool)
+    if chosen is not None:
+        done.structured = chosen.arguments
+        done.text = json.dumps(chosen.arguments, separators=(",", ":"), ensure_ascii=False)
     return done
 
 
 def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-    message, etype = "", ""
-    try:
-        data = json.loads(body)
-        err = data.get("error") if isinstance(data, dict) else None
-        if isinstance(err, dict):
-            message, etype = str(err.get("message") or ""), str(err.get("type") or "")
-    except (ValueError, UnicodeDecodeError):
-        pass
-    return ProviderError(_kind(status, etype), f"{NAME}: HTTP {status}" + (f": {message}" if message else ""),
-                         status, retry_after_seconds(headers))
+    message, etype = error_fields(body)
+    # "overloaded_error" can come with statuses other than 529 (through proxies).
+    kind = "overloaded" if etype == "overloaded_error" else status_kind(status)
+    return ProviderError(kind, http_error_message(NAME, status, message), status, retry_after_seconds(headers))
 
 
-def _kind(status: int, etype: str) -> str:
-    if status == 529 or etype == "overloaded_error":
-        return "overloaded"
-    if status == 429 or etype == "rate_limit_error":
-        return "rate_limit"
-    if status >= 500 or etype == "api_error":
-        return "server"
-    if status in (401, 403) or etype in ("authentication_error", "permission_error"):
-        return "auth"
-    if status == 404 or etype == "not_found_error":
-        return "not_found"
-    return "bad_request"
-
+# ---------------------------------------------------------------------------
+# Stream
+# ---------------------------------------------------------------------------
 
 class StreamParser:
-    """`event: X` / `data: {...}` pairs, ended by message_stop."""
+    """Server-sent events: `event: X` / `data: {...}` pairs, ended by message_stop.
+
+    The JSON's own "type" names the event; the `event:` line is only a
+    fallback for a payload without one. ping, content_block_start/stop and
+    non-text deltas (tool input JSON, thinking) carry nothing for us."""
 
     def __init__(self) -> None:
         self.done = False
         self.model: str | None = None
+        self._event = ""
 
     def feed_line(self, line: str) -> list[StreamDelta]:
-        if not line.startswith("data:"):
+        if line.startswith("event:"):
+            self._event = line[6:].strip()
             return []
+        if self.done or not line.startswith("data:"):
+            return []
+        payload = line[5:].strip()
         try:
-            data = json.loads(line[5:].strip())
+            data = json.loads(payload)
         except ValueError:
-            raise ProviderError("invalid_response", f"{NAME}: stream event is not JSON") from None
+            raise invalid(f"stream event is not JSON: {one_line(payload, 80)!r}") from None
         if not isinstance(data, dict):
-            raise ProviderError("invalid_response", f"{NAME}: stream event is not an object")
-        kind = data.get("type")
-        if kind == "message_start":
-            message = data.get("message") or {}
-            self.model = message.get("model") if isinstance(message.get("model"), str) else None
-            usage = message.get("usage") or {}
-            return [StreamDelta(tokens_in=_int(usage.get("input_tokens")), model=self.model)]
-        if kind == "content_block_delta":
-            delta = data.get("delta") or {}
-            if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
-                return [StreamDelta(text=delta["text"], model=self.model)]
-            return []
-        if kind == "message_delta":
-            usage = data.get("usage") or {}
-            stop = (data.get("delta") or {}).get("stop_reason")
-            return [StreamDelta(tokens_out=_int(usage.get("output_tokens")), finish_reason=stop, model=self.model)]
-        if kind == "message_stop":
-            self.done = True
-            return [StreamDelta(done=True, model=self.model)]
-        if kind == "error":
-            err = data.get("error") or {}
-            etype = str(err.get("type", ""))
-            raise ProviderError(_kind(0, etype) if etype else "server", f"{NAME}: {err.get('message', 'stream error')}")
-        return []  # ping, content_block_start/stop
+            raise invalid("stream event is not a JSON object")
+        kind = data.get("type") if isinstance(data.get("type"), str) else self._event
+        handlers = {
+            "message_start": self._on_message_start,
+            "content_block_delta": self._on_content_block_delta,
+            "message_delta": self._on_message_delta,
+            "message_stop": self._on_message_stop,
+            "error": self._on_error,
+        }
+        handler = handlers.get(kind)
+        return handler(data) if handler is not None else []
+
+    def _on_message_start(self, data: dict[str, Any]) -> list[StreamDelta]:
+        message = data.get("message") if isinstance(data.get("message"), dict) else {}
+        self.model = message.get("model") if isinstance(message.get("model"), str) else None
+        usage = message.get("usage") if isinstance(message.get("usage"), dict) else {}
+        return [StreamDelta(tokens_in=token_count(usage.get("input_tokens")), model=self.model)]
+
+    def _on_content_block_delta(self, data: dict[str, Any]) -> list[StreamDelta]:
+        delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+        text = delta.get("text")
+        if delta.get("type") == "text_delta" and isinstance(text, str) and text:
+            return [StreamDelta(text=text, model=self.model)]
+        return []
+
+    def _on_message_delta(self, data: dict[str, Any]) -> list[StreamDelta]:
+        delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+        stop = delta.get("stop_reason") if isinstance(delta.get("stop_reason"), str) else None
+        if stop == "refusal":
+            raise ProviderError("content_filter", f"{NAME}: the model refused to answer")
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        # output_tokens here is the running total for the whole reply.
+        return [StreamDelta(tokens_in=token_count(usage.get("input_tokens")),
+                            tokens_out=token_count(usage.get("output_tokens")), finish_reason=stop, model=self.model)]
+
+    def _on_message_stop(self, data: dict[str, Any]) -> list[StreamDelta]:
+        self.done = True
+        return [StreamDelta(done=True, model=self.model)]
+
+    def _on_error(self, data: dict[str, Any]) -> list[StreamDelta]:
+        raise _payload_error(data.get("error"), None)
 
     def finish(self) -> list[StreamDelta]:
         if not self.done:

@@ -1,8 +1,13 @@
-"""The OpenAI Chat Completions wire format (also spoken by `ollama` and
-`custom` connections): POST {base_url}/chat/completions.
+"""The OpenAI Chat Completions wire format: POST {base_url}/chat/completions.
 
-Pure functions: build_request, parse_response, classify_error and a
-StreamParser for the SSE stream; the connection manager does the sending.
+`ollama` and `custom` connections speak it too (OpenAI-compatible servers), so
+nothing here may assume api.openai.com: no key means no Authorization header,
+and optional reply fields (usage, model) are read leniently.
+
+Pure functions only (build_request, parse_response, classify_error and the SSE
+StreamParser); the connection manager does the sending. The small helpers at
+the top (join_url, tool_name, error_message, token_count, ...) are shared with
+the Anthropic adapter.
 """
 
 from __future__ import annotations
@@ -13,39 +18,176 @@ from collections.abc import Mapping
 from typing import Any
 
 from concerto.vm.providers.base import (
+    ChatMessage,
     ChatRequest,
     Completion,
     Endpoint,
     HttpCall,
     ProviderError,
     StreamDelta,
+    StructuredOutput,
     ToolCall,
+    ToolSpec,
 )
-from concerto.vm.providers.headers import retry_after_seconds
+from concerto.vm.providers.headers import merge_headers, retry_after_seconds
 
 NAME = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# json_object mode is refused unless some message mentions JSON; this note is
+# added when none does.
+JSON_NOTE = "Respond with a single JSON object."
+# Provider messages end up in user-facing errors: keep them to one short line.
+MESSAGE_LIMIT = 300
+
+# ---------------------------------------------------------------------------
+# Shared helpers (also used by the Anthropic adapter)
+# ---------------------------------------------------------------------------
+
+_TOOL_NAME_BAD = re.compile(r"[^a-zA-Z0-9_-]")
+# Things in a provider's error text that could be a credential: a bearer token,
+# a key after a key-ish label, or an OpenAI/Anthropic style "sk-..." key (also
+# the masked "sk-proj-****abcd" form OpenAI echoes back on a 401).
+# The label (group 1) is kept so the message still says what was wrong.
+_SECRET = re.compile(
+    r"(?i)((?:x-api-key|api[_-]?key|authorization)\"?\s*[:=]\s*\"?(?:bearer\s+)?|bearer\s+)[^\s\"',;]+"
+    r"|\bsk-[A-Za-z0-9_*.\-]{4,}"
+)
+_TAG = re.compile(r"<[^>]*>")
 
 
 def join_url(base: str, path: str) -> str:
+    """`base` + "/" + `path` with exactly one slash between them."""
     return base.rstrip("/") + "/" + path.lstrip("/")
 
 
 def tool_name(name: str) -> str:
-    """Names the API accepts: ^[a-zA-Z0-9_-]{1,64}$."""
-    clean = re.sub(r"[^a-zA-Z0-9_-]", "_", name)[:64]
-    return clean or "output"
+    """A name both APIs accept for a tool / json_schema: ^[a-zA-Z0-9_-]{1,64}$."""
+    return _TOOL_NAME_BAD.sub("_", name)[:64] or "output"
+
+
+def token_count(value: Any) -> int | None:
+    """A usage figure, or None when absent or not a whole number (bool is not)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """Provider text made safe for an error message: anything that looks like a
+    credential redacted, whitespace collapsed, length capped."""
+    text = _SECRET.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def decode_json(provider: str, body: bytes) -> Any:
+    """The JSON value of a reply body, or ProviderError(invalid_response)."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ProviderError("invalid_response", f"{provider}: reply is not JSON: {_snippet(body)!r}") from None
+
+
+def _snippet(body: bytes) -> str:
+    return one_line(body[:200].decode("utf-8", "replace"), 80)
+
+
+def error_fields(body: bytes) -> tuple[str, str]:
+    """(message, type) from an error reply body, both "" when absent.
+
+    Understands OpenAI and Anthropic {"error": {"message", "type"}}, Ollama's
+    {"error": "text"}, and the {"message"} / {"detail"} shapes of other
+    OpenAI-compatible servers; a non-JSON body (an HTML page from a proxy)
+    yields its text with the tags stripped."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        text = body[:2000].decode("utf-8", "replace")
+        return one_line(_TAG.sub(" ", text), 200), ""
+    if not isinstance(data, dict):
+        return "", ""
+    err = data.get("error")
+    if isinstance(err, dict):
+        message = err.get("message")
+        etype = err.get("type")
+        return (one_line(message) if isinstance(message, str) else "",
+                etype if isinstance(etype, str) else "")
+    for key in ("error", "message", "detail"):
+        if isinstance(data.get(key), str):
+            return one_line(data[key]), ""
+    return "", ""
+
+
+def status_kind(status: int) -> str:
+    """The ProviderError kind an HTTP status stands for (both providers)."""
+    if status == 429:
+        return "rate_limit"
+    if status == 529:  # Anthropic's "overloaded"; also used by some gateways
+        return "overloaded"
+    if 500 <= status <= 599:
+        return "server"
+    if status in (401, 403):
+        return "auth"
+    if status == 404:
+        return "not_found"
+    # Other 4xx, and anything else that is not a success (an unfollowed
+    # redirect): retrying the same request would not help.
+    return "bad_request"
+
+
+def http_error_message(provider: str, status: int, message: str) -> str:
+    """"openai: HTTP 429: Rate limit reached" - never any request header."""
+    return f"{provider}: HTTP {status}" + (f": {message}" if message else "")
+
+
+def invalid(message: str) -> ProviderError:
+    return ProviderError("invalid_response", f"{NAME}: {message}")
+
+
+# ---------------------------------------------------------------------------
+# Request
+# ---------------------------------------------------------------------------
+
+def _headers(endpoint: Endpoint) -> dict[str, str]:
+    ours = {"Content-Type": "application/json"}
+    if endpoint.api_key:  # ollama and many local servers take no key at all
+        ours["Authorization"] = f"Bearer {endpoint.api_key}"
+    if endpoint.organization:
+        ours["OpenAI-Organization"] = endpoint.organization
+    if endpoint.project:
+        ours["OpenAI-Project"] = endpoint.project
+    return merge_headers(ours, endpoint.headers)
+
+
+def _message(m: ChatMessage) -> dict[str, Any]:
+    return {"role": m.role, "content": m.content}
+
+
+def _tool(t: ToolSpec) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+
+
+def _response_format(out: StructuredOutput, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Strict json_schema when the schema fits strict mode, else json_object
+    (which needs the word JSON in some message: add a note when missing)."""
+    # Lazy import: vm.schema is heavier than the adapter and not needed without
+    # structured output.
+    from concerto.vm.schema import normalize_for_openai, openai_strict_supported
+
+    if openai_strict_supported(out.schema):
+        return {"type": "json_schema", "json_schema": {
+            "name": tool_name(out.name), "schema": normalize_for_openai(out.schema), "strict": True}}
+    if not any("json" in str(m["content"]).lower() for m in messages):
+        messages.append({"role": "system", "content": JSON_NOTE})
+    return {"type": "json_object"}
 
 
 def build_request(req: ChatRequest, endpoint: Endpoint) -> HttpCall:
-    headers = {"Content-Type": "application/json", **endpoint.headers}
-    if endpoint.api_key:
-        headers["Authorization"] = f"Bearer {endpoint.api_key}"
-    if endpoint.organization:
-        headers["OpenAI-Organization"] = endpoint.organization
-    if endpoint.project:
-        headers["OpenAI-Project"] = endpoint.project
-    messages = [{"role": m.role, "content": m.content} for m in req.messages]
+    messages = [_message(m) for m in req.messages]
     body: dict[str, Any] = {"model": req.model, "messages": messages}
     if req.temperature is not None:
         body["temperature"] = req.temperature
@@ -56,105 +198,127 @@ def build_request(req: ChatRequest, endpoint: Endpoint) -> HttpCall:
     if req.stop:
         body["stop"] = list(req.stop)
     if req.tools:
-        body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
-                                                            "parameters": t.parameters}} for t in req.tools]
+        body["tools"] = [_tool(t) for t in req.tools]
     if req.structured is not None:
-        from concerto.vm.schema import normalize_for_openai, openai_strict_supported
-
-        schema = req.structured.schema
-        if openai_strict_supported(schema):
-            body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": tool_name(req.structured.name), "schema": normalize_for_openai(schema), "strict": True}}
-        else:
-            body["response_format"] = {"type": "json_object"}
-            # json_object mode is refused unless some message mentions JSON.
-            if not any("json" in m["content"].lower() for m in messages):
-                messages.insert(0, {"role": "system", "content": "Respond with a JSON object."})
+        body["response_format"] = _response_format(req.structured, messages)
     if req.stream:
         body["stream"] = True
+        # Without this the stream carries no token counts at all.
         body["stream_options"] = {"include_usage": True}
-    return HttpCall(join_url(endpoint.base_url, "chat/completions"), headers, body)
+    return HttpCall(join_url(endpoint.base_url, "chat/completions"), _headers(endpoint), body)
 
 
-def _decode(body: bytes) -> Any:
+# ---------------------------------------------------------------------------
+# Reply
+# ---------------------------------------------------------------------------
+
+def _tool_arguments(name: str, raw: Any) -> dict[str, Any]:
+    """`function.arguments` is a JSON string of an object; some compatible
+    servers send the object itself, and "" for a function without arguments."""
+    if isinstance(raw, dict):
+        return raw
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return {}
+    if not isinstance(raw, str):
+        raise invalid(f"tool call `{name}` has arguments of type {type(raw).__name__}")
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        snippet = body[:80].decode("utf-8", "replace")
-        raise ProviderError("invalid_response", f"{NAME}: reply is not JSON: {snippet!r}") from None
+        args = json.loads(raw)
+    except ValueError:
+        raise invalid(f"tool call `{name}` has arguments that are not JSON: {one_line(raw, 80)!r}") from None
+    if not isinstance(args, dict):
+        raise invalid(f"tool call `{name}` has arguments that are not a JSON object")
+    return args
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _tool_call(call: Any) -> ToolCall:
+    fn = call.get("function") if isinstance(call, dict) else None
+    name = fn.get("name") if isinstance(fn, dict) else None
+    if not isinstance(name, str):
+        raise invalid("a tool call has no function name")
+    call_id = call.get("id")
+    return ToolCall(call_id if isinstance(call_id, str) else "", name, _tool_arguments(name, fn.get("arguments")))
+
+
+def _first_message(data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(choices[0], choices[0].message), or invalid_response."""
+    if not isinstance(data, dict):
+        raise invalid("reply is not a JSON object")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise invalid("reply has no choices")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise invalid("reply lacks choices[0].message")
+    return choice, message
+
+
+def _payload_error(err: Any, status: int | None) -> ProviderError:
+    """An {"error": ...} payload inside a 200 reply or a stream."""
+    if not isinstance(err, dict):
+        err = {"message": str(err)}
+    message = err.get("message") if isinstance(err.get("message"), str) else "error"
+    marks = f"{err.get('type')} {err.get('code')}".lower()
+    if "rate_limit" in marks:
+        kind = "rate_limit"
+    elif "invalid_request" in marks:
+        kind = "bad_request"
+    elif "auth" in marks or "permission" in marks:
+        kind = "auth"
+    else:
+        kind = "server"  # mid-reply failures are the server's, and worth a retry
+    return ProviderError(kind, f"{NAME}: {one_line(message)}", status)
 
 
 def parse_response(status: int, headers: Mapping[str, str], body: bytes) -> Completion:
-    data = _decode(body)
-    try:
-        choice = data["choices"][0]
-        message = choice["message"]
-        content = message.get("content")
-        if content is not None and not isinstance(content, str):
-            raise TypeError("content")
-        finish = choice.get("finish_reason")
-        calls = []
-        for call in message.get("tool_calls") or []:
-            fn = call["function"]
-            try:
-                args = json.loads(fn.get("arguments") or "{}")
-            except ValueError:
-                raise ProviderError("invalid_response", f"{NAME}: tool call `{fn.get('name')}` has arguments that are not JSON") from None
-            calls.append(ToolCall(str(call.get("id", "")), str(fn["name"]), args if isinstance(args, dict) else {"value": args}))
-        usage = data.get("usage") or {}
-        model = str(data.get("model", ""))
-    except ProviderError:
-        raise
-    except (KeyError, IndexError, TypeError, AttributeError):
-        raise ProviderError("invalid_response", f"{NAME}: reply lacks choices[0].message") from None
+    data = decode_json(NAME, body)
+    if isinstance(data, dict) and "choices" not in data and data.get("error") is not None:
+        raise _payload_error(data["error"], status)  # some servers send errors with 200
+    choice, message = _first_message(data)
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        raise invalid("choices[0].message.content is not a string")
+    finish = choice.get("finish_reason")
+    finish = finish if isinstance(finish, str) else None
     if finish == "content_filter":
         raise ProviderError("content_filter", f"{NAME}: the reply was withheld by the content filter", status)
-    return Completion(content or "", model, _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")),
-                      finish, calls)
+    refusal = message.get("refusal")
+    if content is None and isinstance(refusal, str) and refusal:
+        # Structured outputs report a safety refusal here instead of content.
+        raise ProviderError("content_filter", f"{NAME}: the model refused: {one_line(refusal)}", status)
+    raw_calls = message.get("tool_calls") or []
+    if not isinstance(raw_calls, list):
+        raise invalid("choices[0].message.tool_calls is not a list")
+    calls = [_tool_call(c) for c in raw_calls]
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    model = data.get("model") if isinstance(data.get("model"), str) else ""
+    return Completion(content or "", model, token_count(usage.get("prompt_tokens")),
+                      token_count(usage.get("completion_tokens")), finish, calls)
 
 
 def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-    message = ""
-    try:
-        data = json.loads(body)
-        err = data.get("error") if isinstance(data, dict) else None
-        if isinstance(err, dict):
-            message = str(err.get("message") or "")
-        elif isinstance(err, str):
-            message = err
-    except (ValueError, UnicodeDecodeError):
-        message = ""
-    return ProviderError(_kind(status, message), f"{NAME}: HTTP {status}" + (f": {message}" if message else ""),
-                         status, retry_after_seconds(headers))
+    message, _ = error_fields(body)
+    return ProviderError(status_kind(status), http_error_message(NAME, status, message), status,
+                         retry_after_seconds(headers))
 
 
-def _kind(status: int, message: str) -> str:
-    if status == 429:
-        return "rate_limit"
-    if status == 529 or "overloaded" in message.lower():
-        return "overloaded"
-    if status >= 500:
-        return "server"
-    if status in (401, 403):
-        return "auth"
-    if status == 404:
-        return "not_found"
-    return "bad_request"
-
+# ---------------------------------------------------------------------------
+# Stream
+# ---------------------------------------------------------------------------
 
 class StreamParser:
-    """`data: {chunk}` lines, ended by `data: [DONE]`."""
+    """Server-sent events: `data: {chunk}` lines, ended by `data: [DONE]`.
+
+    Blank lines, `:` comments and `event:` lines carry nothing for us. A chunk
+    with empty `choices` and a `usage` object is the final usage report asked
+    for with stream_options.include_usage."""
 
     def __init__(self) -> None:
         self.done = False
 
     def feed_line(self, line: str) -> list[StreamDelta]:
-        if not line.startswith("data:"):
-            return []  # blank separators, `:` comments, `event:` lines
+        if self.done or not line.startswith("data:"):
+            return []
         payload = line[5:].strip()
         if payload == "[DONE]":
             self.done = True
@@ -162,28 +326,39 @@ class StreamParser:
         try:
             data = json.loads(payload)
         except ValueError:
-            raise ProviderError("invalid_response", f"{NAME}: stream event is not JSON") from None
+            raise invalid(f"stream event is not JSON: {one_line(payload, 80)!r}") from None
         if not isinstance(data, dict):
-            raise ProviderError("invalid_response", f"{NAME}: stream event is not an object")
-        if "error" in data:
-            err = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
-            message = str(err.get("message", "stream error"))
-            raise ProviderError(_kind(0, message) if "overloaded" in message.lower() else "server", f"{NAME}: {message}")
-        out = []
+            raise invalid("stream event is not a JSON object")
+        if data.get("error") is not None:
+            raise _payload_error(data["error"], None)
+        return self._chunk(data)
+
+    def _chunk(self, data: dict[str, Any]) -> list[StreamDelta]:
         model = data.get("model") if isinstance(data.get("model"), str) else None
-        for choice in data.get("choices") or []:
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            finish = choice.get("finish_reason")
-            if finish == "content_filter":
-                raise ProviderError("content_filter", f"{NAME}: the reply was withheld by the content filter")
-            if text or finish:
-                out.append(StreamDelta(text=text if isinstance(text, str) else "", finish_reason=finish, model=model))
+        choices = data.get("choices") or []
+        if not isinstance(choices, list):
+            raise invalid("stream chunk `choices` is not a list")
+        out = [d for d in (self._choice(c, model) for c in choices) if d is not None]
         usage = data.get("usage")
-        if isinstance(usage, dict):
-            out.append(StreamDelta(tokens_in=_int(usage.get("prompt_tokens")),
-                                   tokens_out=_int(usage.get("completion_tokens")), model=model))
+        if isinstance(usage, dict):  # null on every chunk but the last
+            out.append(StreamDelta(tokens_in=token_count(usage.get("prompt_tokens")),
+                                   tokens_out=token_count(usage.get("completion_tokens")), model=model))
         return out
+
+    @staticmethod
+    def _choice(choice: Any, model: str | None) -> StreamDelta | None:
+        if not isinstance(choice, dict):
+            raise invalid("stream chunk choice is not an object")
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else None
+        text = text if isinstance(text, str) else ""
+        finish = choice.get("finish_reason")
+        finish = finish if isinstance(finish, str) else None
+        if finish == "content_filter":
+            raise ProviderError("content_filter", f"{NAME}: the reply was withheld by the content filter")
+        if not text and finish is None:
+            return None  # the role-only first chunk, tool-call fragments
+        return StreamDelta(text=text, finish_reason=finish, model=model)
 
     def finish(self) -> list[StreamDelta]:
         if not self.done:
