@@ -231,8 +231,10 @@ class ConnectionManager:
                                      timeout=opts.timeout)
         except httpx.TimeoutException:
             raise ProviderError("timeout", f"{conn.name}: no reply within {opts.timeout:g} s") from None
-        except httpx.TransportError as e:
+        except (httpx.TransportError, httpx.InvalidURL) as e:
             raise ProviderError("network", f"{conn.name}: cannot reach {_origin(call.url)}: {type(e).__name__}") from None
+        except httpx.HTTPError as e:
+            raise ProviderError("invalid_response", f"{conn.name}: {type(e).__name__} from {_origin(call.url)}") from None
         if resp.status_code >= 400:
             raise conn.adapter.classify_error(resp.status_code, resp.headers, resp.content)
         return conn.adapter.parse_response(resp.status_code, resp.headers, resp.content)
