@@ -234,10 +234,13 @@ def _unrepresentable(pb: "ProgramBuilder", t: str, path: tuple[str, ...]) -> str
         from concerto.compiler.codegen import FunctionCompiler
 
         fc = FunctionCompiler(pb, module, "<schema>")
+        # Only a way back into a schema on `path` matters here: any other fault
+        # of a nested schema is reported at that schema's own field.
         for f in decl.fields:
-            inner = fc.type_str(f.type) if f.type is not None else "String"
-            if inner and _unrepresentable(pb, inner, path + (head,)):
-                return f"contains `{head}` again (a schema cannot contain itself)" if inner.split("<")[0] in path + (head,) else None
+            inner = fc.type_str(f.type) if f.type is not None else None
+            reason = _unrepresentable(pb, inner, path + (head,)) if inner else None
+            if reason and reason.startswith("contains `"):
+                return reason
         return None
     if head in pb.symbols.enums and all(v.kind == "unit" for v in pb.symbols.enums[head].variants):
         return None

@@ -178,9 +178,6 @@ class ConnectionManager:
     def provider_of(self, connection: str) -> str:
         return self._conns[connection].provider
 
-    def has(self, connection: str) -> bool:
-        return connection in self._conns
-
     # ------------------------------------------------------------ calls
     async def complete(self, connection: str, req: ChatRequest, opts: CallOptions) -> Completion:
         conn = self._conns[connection]
@@ -194,13 +191,9 @@ class ConnectionManager:
                 try:
                     done = await self._attempt(conn, req, opts)
                 except ProviderError as err:
-                    stats.requests += 1
-                    if not err.retryable or attempt >= plan.max_attempts:
-                        stats.failures += 1
-                        raise CallFailed(err, attempt) from None
-                    stats.retries += 1
-                    await self.sleep(plan.delay(attempt, err.retry_after, self.rng))
-                    continue
+                    if await self._retry_after_failure(stats, plan, err, attempt):
+                        continue
+                    raise CallFailed(err, attempt) from None
                 stats.requests += 1
                 self._meter(stats, conn, done, time.perf_counter() - started)
                 return done
@@ -267,15 +260,12 @@ class ConnectionManager:
                             await deliver(delta)
                     permit.settle(_used_tokens(usage.tokens_in, usage.tokens_out))
                 except ProviderError as err:
-                    stats.requests += 1
-                    if delivered or not err.retryable or attempt >= plan.max_attempts:
-                        stats.failures += 1
-                        await deliver(CallFailed(err, attempt))
-                        return
-                    stats.retries += 1
-                    permit.release()
-                    await self.sleep(plan.delay(attempt, err.retry_after, self.rng))
-                    continue
+                    permit.release()  # not held while backing off
+                    # Text already delivered cannot be taken back, so such a stream is not retried.
+                    if await self._retry_after_failure(stats, plan, err, attempt, give_up=delivered):
+                        continue
+                    await deliver(CallFailed(err, attempt))
+                    return
                 finally:
                     permit.release()
                 stats.requests += 1
@@ -286,6 +276,17 @@ class ConnectionManager:
                 return
         finally:
             self.metrics.record(opts.model_label, connection, stats)
+
+    async def _retry_after_failure(self, stats: metering.CallStats, plan: RetryPlan, err: ProviderError,
+                                   attempt: int, give_up: bool = False) -> bool:
+        """Count a failed attempt; when another is allowed, back off and say so."""
+        stats.requests += 1
+        if give_up or not err.retryable or attempt >= plan.max_attempts:
+            stats.failures += 1
+            return False
+        stats.retries += 1
+        await self.sleep(plan.delay(attempt, err.retry_after, self.rng))
+        return True
 
     async def _stream_once(self, conn: _Connection, req: ChatRequest, opts: CallOptions) -> AsyncIterator[StreamDelta]:
         if conn.mock is not None:

@@ -15,7 +15,6 @@ a model call never crashes the program.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -73,11 +72,7 @@ class ModelRuntime:
         self.bridge: Bridge = bridge or PortalBridge()
         self.models = {m.name: _model_spec(m) for m in program.models}
         self.schemas = {s.name: s for s in program.schemas}
-        self.memories = memories
-        for spec in self.models.values():
-            if spec.connection not in manager.configs:
-                raise ConcertoError(f"model `{spec.name}` uses connection `{spec.connection}`, "
-                                    "which the program's connections section lacks", "RuntimeError")
+        self.memories = memories  # the loader has checked every model's connection
 
     def close(self) -> None:
         if isinstance(self.bridge, PortalBridge) and not self.bridge.started:
@@ -298,8 +293,6 @@ def to_value(data: Any, schema: dict[str, Any], type_name: str, partial: bool = 
         return {k: to_value(v, inner, type_name) for k, v in data.items()}
     if kind == "number" and isinstance(data, int) and not isinstance(data, bool):
         return float(data)
-    if isinstance(data, (dict, list)) and not kind:
-        return json.loads(json.dumps(data))
     return data
 
 
