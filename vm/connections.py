@@ -172,6 +172,8 @@ class ConnectionManager:
                               f"set api_key_env in [connections.{name}] of Concerto.toml")
         adapter = _adapter(provider)
         base_url = override.base_url or cfg.base_url or _default_base_url(provider, adapter)
+        if not base_url:
+            raise ConfigError(f"connection `{name}`: a `custom` connection needs base_url")
         endpoint = Endpoint(base_url, key, dict(cfg.headers), cfg.organization, cfg.project)
         return _Connection(name, cfg, provider, endpoint, adapter, None, limiter)
 
@@ -373,7 +375,7 @@ def _default_base_url(provider: str, adapter: Any) -> str:
     if provider == "ollama":
         return "http://localhost:11434/v1"
     if provider == "custom":
-        raise ConfigError("a `custom` connection needs base_url")
+        return ""  # no default: the caller reports it with the connection's name
     return adapter.DEFAULT_BASE_URL
 
 
