@@ -16,7 +16,6 @@ from concerto import ir
 from concerto.compiler.diagnostics import Diagnostic, render_plain
 from concerto.disasm import disassemble
 from concerto.vm.loader import IRLoadError, load_bytes
-from concerto.vm.machine import Machine, Panic, RunConfig, VMError
 from concerto.vm.values import debug, to_json
 
 app = typer.Typer(
@@ -170,90 +169,118 @@ def run(
         None, "--mock-replies", help="Scripted mock replies (JSON list); implies --mock."),
     metrics: bool = typer.Option(
         False, "--metrics", help="After the run, print model calls, tokens, retries, latency and cost on stderr."),
+    answers: Optional[Path] = typer.Option(
+        None, "--answers",
+        help="Answer awaited emits (`await emit(...)`) from this JSON file: {\"channel\": answer, \"prefix:*\": answer} "
+             "or a list of {\"channel\", \"answer\"} used in order. Without it, a terminal asks you."),
+    timeout: Optional[float] = typer.Option(
+        None, "--timeout", min=0.001, help="End the run with a TimeoutError after this many seconds."),
 ) -> None:
     """Run FILE. Emits go to stdout; diagnostics and logs go to stderr.
 
     Model calls use the connections of Concerto.toml; keys come from the
     environment (or --env). A missing key stops the run before any request,
-    naming the variable; nothing falls back to the mock unless you ask (--mock)."""
+    naming the variable; nothing falls back to the mock unless you ask (--mock).
+    An awaited emit is answered from --answers, or by you on a terminal;
+    otherwise the program gets an EmitError naming the channel."""
+    from concerto.host import RunError, Runtime, RuntimeConfig
+
     _load_env(env)
     mock = mock or mock_replies is not None
     if mock_replies is not None:
         _require_file(mock_replies)
+    responder = _responder(answers)
     program, sources = _load_program(file, manifest, mock)
-    models = _model_runtime(program, mock, mock_replies)
     encoder = msgspec.json.Encoder()
     out = sys.stdout
 
+    reader_gone = False
+
+    def closed_pipe() -> None:
+        # The reader went away (`concerto run x.conc | head`): stop quietly, as
+        # shell tools do when SIGPIPE ends them.
+        nonlocal reader_gone
+        reader_gone = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        runtime.cancel()
+
     def on_emit_jsonl(channel: str, payload: Any) -> None:
-        out.write(encoder.encode({"channel": channel, "payload": to_json(payload)}).decode("utf-8") + "\n")
-        out.flush()
+        try:
+            out.write(encoder.encode({"channel": channel, "payload": to_json(payload)}).decode("utf-8") + "\n")
+            out.flush()
+        except BrokenPipeError:
+            closed_pipe()
 
     def on_emit_pretty(channel: str, payload: Any) -> None:
-        out_console.print(f"[bold cyan]{channel}[/] {_escape(debug(payload))}")
+        try:
+            out_console.print(f"[bold cyan]{channel}[/] {_escape(debug(payload))}")
+        except BrokenPipeError:
+            closed_pipe()
 
     def on_log(level: str, message: str) -> None:
         style = {"error": "red", "warn": "yellow", "info": "green", "debug": "dim"}.get(level, "")
         err_console.print(f"[{style}]{level}[/] {_escape(message)}" if style else f"{level} {message}")
 
-    machine = Machine(
-        program,
-        on_emit=on_emit_jsonl if emit_format is EmitFormat.jsonl else on_emit_pretty,
-        on_log=on_log,
-        config=RunConfig(max_call_depth=max_call_depth, jit=jit),
-        models=models,
-    )
+    runtime = Runtime(RuntimeConfig(max_call_depth=max_call_depth, jit=jit, mock=mock,
+                                    mock_replies=str(mock_replies) if mock_replies else None,
+                                    execution_timeout=timeout))
+    runtime.load_linked(program)
+    runtime.handlers.on("*", on_emit_jsonl if emit_format is EmitFormat.jsonl else on_emit_pretty, raw=True)
+    if responder is not None:
+        runtime.handlers.on_emit("*", responder)
+    runtime.on_log = on_log
     try:
-        _run_machine(machine, models, metrics)
-    except BrokenPipeError:
-        # The reader went away (`concerto run x.conc | head`): stop quietly, as
-        # shell tools do when SIGPIPE ends them.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(141) from None
-    except VMError as e:
-        _report_runtime_error(e, sources, program.source_file)
-        raise typer.Exit(1) from None
-    except Panic as e:
-        err_console.print(f"{program.source_file}: panic: {e.message}", markup=False)
-        raise typer.Exit(1) from None
-
-
-def _model_runtime(program: Any, mock: bool, mock_replies: Optional[Path]) -> Any:
-    if not program.ir.models:
-        return None
-    from concerto.vm.connections import ConfigError
-    from concerto.vm.models import build_runtime
-
-    try:
-        return build_runtime(program, mock=mock, mock_replies=str(mock_replies) if mock_replies else None)
-    except ConfigError as e:
-        for line in str(e).splitlines():
-            err_console.print(f"{program.source_file}: error: {line}", markup=False)
+        try:
+            runtime.run()
+        finally:
+            _print_metrics(runtime, metrics)
+    except RunError as e:
+        if reader_gone:
+            raise typer.Exit(141) from None
+        if e.kind == "ConfigError":
+            for line in e.message.splitlines():
+                err_console.print(f"{program.source_file}: error: {line}", markup=False)
+        elif e.kind == "Panic":
+            err_console.print(f"{program.source_file}: panic: {e.message}", markup=False)
+        else:
+            _report_runtime_error(e, sources, program.source_file)
         raise typer.Exit(1) from None
 
 
-def _run_machine(machine: Machine, models: Any, metrics: bool) -> None:
-    try:
-        machine.run_main()
-    finally:
-        if models is not None:
-            models.close()
-            if metrics:
-                from concerto.metrics_view import metrics_table
+def _responder(answers: Optional[Path]) -> Any:
+    """Who answers awaited emits: the --answers file, a person at a terminal, or nobody."""
+    from concerto.answers import AnswersError, ask_person, load_answers
 
-                sys.stdout.flush()
-                # Wide enough for every column even when stderr is not a terminal.
-                Console(stderr=True, highlight=False, width=max(err_console.width, 150)).print(
-                    metrics_table(models.manager.metrics.snapshot()))
-        elif metrics:
-            err_console.print("no model calls", markup=False)
+    if answers is not None:
+        try:
+            return load_answers(answers)
+        except AnswersError as e:
+            err_console.print(f"error: {e}", markup=False)
+            raise typer.Exit(1) from None
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        return ask_person
+    return None
+
+
+def _print_metrics(runtime: Any, metrics: bool) -> None:
+    if not metrics:
+        return
+    snapshot = runtime.metrics()
+    if not snapshot["models"]:
+        err_console.print("no model calls", markup=False)
+        return
+    from concerto.metrics_view import metrics_table
+
+    sys.stdout.flush()
+    # Wide enough for every column even when stderr is not a terminal.
+    Console(stderr=True, highlight=False, width=max(err_console.width, 150)).print(metrics_table(snapshot))
 
 
 def _escape(text: str) -> str:
     return text.replace("[", "\\[")
 
 
-def _report_runtime_error(e: VMError, sources: dict[str, str], default_file: str) -> None:
+def _report_runtime_error(e: Any, sources: dict[str, str], default_file: str) -> None:
     loc = e.location
     if loc is None:
         err_console.print(f"{default_file}: error: {e.message}", markup=False)

@@ -41,6 +41,11 @@ class Param(msgspec.Struct, omit_defaults=True):
     default: Any = None  # index of a function computing the default, if any
 
 
+class DecoratorDef(msgspec.Struct):
+    name: str
+    args: dict[str, Any] = {}
+
+
 # Function, Metadata and Program always write every field spec 16 lists, even
 # at its default, so a reader never has to know our defaults.
 class Function(msgspec.Struct):
@@ -56,6 +61,8 @@ class Function(msgspec.Struct):
     # after the params); methods name their receiver type.
     captures: list[str] = []
     self_type: str | None = None
+    # Extension: `@retry`, `@timeout`, `@cache`, `@log` on a function.
+    decorators: list[DecoratorDef] = []
 
 
 class FieldDef(msgspec.Struct, omit_defaults=True):
@@ -147,11 +154,6 @@ class ModelConfig(msgspec.Struct, omit_defaults=True):
     retry_policy: dict[str, Any] | None = None
 
 
-class DecoratorDef(msgspec.Struct):
-    name: str
-    args: dict[str, Any] = {}
-
-
 class ModelDef(msgspec.Struct):
     name: str
     connection: str
@@ -161,6 +163,24 @@ class ModelDef(msgspec.Struct):
     memory: str | None = None
     decorators: list[DecoratorDef] = []
     methods: list[Any] = []
+
+
+class StageDef(msgspec.Struct):
+    """One pipeline stage: a function of one parameter (spec 15, 30)."""
+
+    name: str
+    function: str  # the compiled stage body, a name in `functions`
+    input_type: Any = "any"
+    output_type: Any = "any"
+    decorators: list[DecoratorDef] = []
+
+
+class PipelineDef(msgspec.Struct):
+    name: str
+    module: str = "main"
+    input_type: Any = "any"
+    output_type: Any = "any"
+    stages: list[StageDef] = []
 
 
 class SchemaDef(msgspec.Struct):
@@ -210,7 +230,7 @@ class Program(msgspec.Struct):
     schemas: list[SchemaDef] = []
     connections: list[ConnectionDef] = []
     hashmaps: list[HashMapDef] = []
-    pipelines: list[Any] = []
+    pipelines: list[PipelineDef] = []
     memories: list[MemoryDef] = []  # spec 24
     source_map: SourceMap | None = None
     metadata: Metadata | None = None
@@ -227,6 +247,11 @@ SPEC_OPCODES = {
     "BUILD_ARRAY", "BUILD_MAP", "BUILD_STRUCT", "FIELD_GET", "FIELD_SET", "INDEX_GET",
     "INDEX_SET", "CHECK_TYPE", "CAST", "HASH_MAP_GET", "HASH_MAP_SET", "HASH_MAP_DELETE",
     "HASH_MAP_HAS", "CALL_MODEL", "CALL_MODEL_SCHEMA", "CALL_MODEL_STREAM", "CALL_MODEL_CHAT",
+    "EMIT_AWAIT",      # pop payload, channel; push the host's answer (EmitError is thrown)
+    "AWAIT",           # pop a value; a Task handle is waited for, anything else is itself
+    "AWAIT_ALL",       # arg: count; pop count zero-argument closures, run them as
+                       # concurrent tasks, push the tuple of their results in order
+    "SPAWN_ASYNC",     # pop a zero-argument closure, start it as a task, push its Task handle
 }
 
 # Opcodes this implementation adds (documented in docs/ir.md).
@@ -246,6 +271,11 @@ EXTENSION_OPCODES = {
     "COPY",            # shallow copy of the stack top (value semantics for `let mut`)
     "RETHROW",         # re-raise an error no catch clause matched
     "MATCH_FAIL",      # a refutable pattern did not match: runtime fault
+    "RACE",            # arg: count; pop count zero-argument closures, run them
+                       # concurrently, push the first result, cancel the rest
+    "PARALLEL_FOR",    # pop a one-argument closure and the iterable under it; run the
+                       # closure on every item concurrently, push the Array of results in order
+    "RUN_PIPELINE",    # name: pipeline; pop the input, push Result<output, PipelineError>
     "COALESCE",        # arg: target; `??`: unwrap Some / keep a non-nil value and jump, else fall through
 }
 

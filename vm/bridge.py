@@ -56,3 +56,26 @@ class PortalBridge:
         if self._cm is not None:
             cm, self._cm, self._portal = self._cm, None, None
             cm.__exit__(None, None, None)
+
+
+class TaskBridge:
+    """The bridge inside a run of the async executor: a call suspends the
+    calling VM task (its greenlet) while the loop awaits; a spawned coroutine
+    joins the run's task group, so cancelling the run stops it too."""
+
+    def __init__(self, executor: Any) -> None:
+        self.executor = executor
+
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        from concerto.vm.executor import suspend
+
+        return suspend(fn, *args)
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        tasks = self.executor.tasks
+        if tasks is None:
+            raise RuntimeError("the run is over")
+        tasks.start_soon(fn, *args)
+
+    def close(self) -> None:
+        pass

@@ -1,5 +1,5 @@
 """Runtime values of the LLM parts of the language (kept apart from the model
-runtime so that loading a program never imports httpx or anyio):
+runtime so that loading a program never imports httpx):
 
     ModelRef      a declared model, as a value (`let m = Classifier;`)
     ModelBuilder  `Model.with_memory(m)`: a model plus per-call settings
@@ -9,10 +9,13 @@ runtime so that loading a program never imports httpx or anyio):
 
 from __future__ import annotations
 
-import queue
+import math
 from collections import deque
 from typing import Any
 
+import anyio
+
+from concerto.vm.executor import suspend
 from concerto.vm.values import ConcertoError, StructValue
 
 
@@ -80,13 +83,14 @@ class ModelStream:
 
     def __init__(self, model: str, on_done: Any) -> None:
         self.model = model
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Unbounded: the network task never waits for the program.
+        self._send, self._receive = anyio.create_memory_object_stream[Any](max_buffer_size=math.inf)
         self._on_done = on_done
         self._finished = False
         self.text = ""
 
     async def deliver(self, item: Any) -> None:
-        self._queue.put(item)
+        self._send.send_nowait(item)
 
     def concerto_iter(self) -> Any:
         return self._chunks()
@@ -94,7 +98,7 @@ class ModelStream:
     def _chunks(self) -> Any:
         index = 0
         while not self._finished:
-            item = self._queue.get()
+            item = suspend(self._receive.receive)
             if isinstance(item, BaseException):
                 self._finished = True
                 raise ConcertoError(f"stream from `{self.model}` failed: {item}", "AgentError")

@@ -18,7 +18,9 @@ from concerto import ir
 from concerto.stdlib import load as load_stdlib
 from concerto.stdlib.registry import Native
 from concerto.vm import opcodes as O
+from concerto.vm.decorators import chain
 from concerto.vm.llm_values import MemoryStore, ModelRef
+from concerto.vm.pipeline import LinkedPipeline, LinkedStage
 from concerto.vm.values import Closure
 
 
@@ -33,7 +35,7 @@ class IRLoadError(Exception):
 
 class LinkedFunction:
     __slots__ = ("name", "code", "spans", "nlocals", "nparams", "ncaptures", "self_type", "file", "local_names",
-                 "base_code", "base_spans", "jit")
+                 "base_code", "base_spans", "jit", "decorated")
 
     def __init__(self, name: str, file: str) -> None:
         self.name = name
@@ -50,6 +52,8 @@ class LinkedFunction:
         self.base_spans: list[tuple[int, int]] = []
         # The tier-2 Python function, `jit(vm, *args, *captures)`, once compiled.
         self.jit: Any = None
+        # `(vm, *args) -> value` through the function's decorators, when it has any.
+        self.decorated: Any = None
 
     def __repr__(self) -> str:
         return f"<function {self.name}>"
@@ -70,6 +74,7 @@ class Program:
     jit_compiled: int | None = None  # functions compiled to Python (vm/pycompile.py)
     jit_source: str = ""
     jit_failures: list[str] = field(default_factory=list)  # the interpreter ran instead
+    pipelines: dict[str, LinkedPipeline] = field(default_factory=dict)
 
 
 def load_bytes(data: bytes | str, source_file: str | None = None) -> Program:
@@ -132,7 +137,12 @@ def link(program: ir.Program, source_file: str | None = None) -> Program:
         functions[fn.name] = lf
     globals_: dict[str, list[Any]] = {}
     for fn in program.functions:
-        globals_[fn.name] = [Closure(functions[fn.name], (), None, fn.name)]
+        lf = functions[fn.name]
+        if fn.decorators:
+            lf.decorated = _decorated(lf, fn.decorators, f"`{fn.name}`")
+            globals_[fn.name] = [Closure(None, (), lf.decorated, fn.name)]
+        else:
+            globals_[fn.name] = [Closure(lf, (), None, fn.name)]
     for hm in program.hashmaps:
         globals_.setdefault(hm.name, [None])
     for model in program.models:
@@ -150,12 +160,13 @@ def link(program: ir.Program, source_file: str | None = None) -> Program:
     for i, c in enumerate(constants):
         if c.index != i:
             raise IRLoadError(f"constant {i} has index {c.index}", "constants")
+    pipeline_names = frozenset(p.name for p in program.pipelines)
     methods: dict[str, dict[str, LinkedFunction]] = {}
     for fn in program.functions:
         if fn.self_type:
             methods.setdefault(fn.self_type, {})[fn.name.rsplit("::", 1)[1]] = functions[fn.name]
     for fn in program.functions:
-        _link_function(fn, functions[fn.name], functions, globals_, constants, registry)
+        _link_function(fn, functions[fn.name], functions, globals_, constants, registry, pipeline_names)
     meta = program.metadata
     entry_name = meta.entry_point if meta else "main"
     if entry_name not in functions:
@@ -165,7 +176,35 @@ def link(program: ir.Program, source_file: str | None = None) -> Program:
         if meta.init not in functions:
             raise IRLoadError(f"init function `{meta.init}` is not among the functions", "metadata")
         init = functions[meta.init]
-    return Program(program, functions, globals_, methods, functions[entry_name], init, file)
+    linked = Program(program, functions, globals_, methods, functions[entry_name], init, file)
+    linked.pipelines = _link_pipelines(program, functions)
+    return linked
+
+
+def _decorated(lf: LinkedFunction, decorators: list[ir.DecoratorDef], what: str) -> Any:
+    call = chain(lambda vm, args: vm.run_function(lf, args), decorators, what)
+    return lambda vm, *args: call(vm, list(args))
+
+
+def _link_pipelines(program: ir.Program, functions: dict[str, LinkedFunction]) -> dict[str, LinkedPipeline]:
+    out: dict[str, LinkedPipeline] = {}
+    for p in program.pipelines:
+        where = f"pipeline `{p.name}`"
+        if p.name in out:
+            raise IRLoadError("pipeline is defined twice", where)
+        if not p.stages:
+            raise IRLoadError("a pipeline needs at least one stage", where)
+        stages = []
+        for st in p.stages:
+            lf = functions.get(st.function)
+            if lf is None:
+                raise IRLoadError(f"stage `{st.name}` names unknown function `{st.function}`", where)
+            if lf.nparams != 1:
+                raise IRLoadError(f"stage `{st.name}`: its function must take one parameter", where)
+            base = (lambda f: lambda vm, args: vm.run_function(f, args))(lf)
+            stages.append(LinkedStage(st.name, chain(base, st.decorators, f"stage `{st.name}` of `{p.name}`")))
+        out[p.name] = LinkedPipeline(p.name, stages)
+    return out
 
 
 def _link_function(
@@ -175,6 +214,7 @@ def _link_function(
     globals_: dict[str, list[Any]],
     constants: list[ir.Constant],
     registry: Any,
+    pipelines: frozenset[str],
 ) -> None:
     slots = {name: i for i, name in enumerate(fn.locals)}
     for p in fn.params:
@@ -192,7 +232,7 @@ def _link_function(
         op = ins.op
         if op not in ir.ALL_OPCODES:
             raise IRLoadError(f"unknown opcode `{op}`", where)
-        code.append(_link_instr(ins, where, n, slots, functions, globals_, constants, registry))
+        code.append(_link_instr(ins, where, n, slots, functions, globals_, constants, registry, pipelines))
         lf.spans.append(tuple(ins.span))  # type: ignore[arg-type]
     if not code or code[-1][0] not in (O.RETURN, O.JUMP, O.MATCH_FAIL, O.THROW, O.RETHROW):
         raise IRLoadError("the last instruction must be RETURN (or a jump)", f"function `{fn.name}`")
@@ -278,6 +318,7 @@ def _link_instr(
     globals_: dict[str, list[Any]],
     constants: list[ir.Constant],
     registry: Any,
+    pipelines: frozenset[str],
 ) -> tuple:
     op = ins.op
     code = O.CODES[op]
@@ -331,6 +372,8 @@ def _link_instr(
         name = _need(ins.name, str, "a `name`", where)
         if name not in functions:
             raise IRLoadError(f"call to unknown function `{name}`", where)
+        if functions[name].decorated is not None:
+            return (O.CALL_NATIVE, functions[name].decorated, argc())
         return (code, functions[name], argc())
     if op == "CALL_NATIVE":
         name = _need(ins.name, str, "a `name`", where)
@@ -389,6 +432,16 @@ def _link_instr(
         if op == "CALL_MODEL_SCHEMA":
             schema = _need(ins.type_name, str, "a `type_name` naming the schema", where)
         return (O.CALL_MODEL, (cell, method, schema), argc())
+    if op in ("AWAIT_ALL", "RACE"):
+        c = count()
+        if c < 1:
+            raise IRLoadError(f"{op} needs at least one task", where)
+        return (code, c, None)
+    if op == "RUN_PIPELINE":
+        name = _need(ins.name, str, "a pipeline `name`", where)
+        if name not in pipelines:
+            raise IRLoadError(f"unknown pipeline `{name}`", where)
+        return (code, name, None)
     if op.startswith("HASH_MAP_"):
         name = _need(ins.name, str, "a hashmap `name`", where)
         if name not in globals_:

@@ -9,12 +9,19 @@ nested loop that returns when its frame returns.
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import anyio
+
 from concerto.stdlib import load as load_stdlib
+from concerto.vm.bridge import TaskBridge
+from concerto.vm.emit import emit_error
+from concerto.vm.executor import Executor, in_task
+from concerto.vm.pipeline import run_pipeline
 from concerto.vm import opcodes as O
 from concerto.vm.loader import LinkedFunction, Program, builtin_native
 from concerto.vm.operators import (
@@ -120,6 +127,9 @@ class RunConfig:
     jit: bool = True
 
 
+# Back edges and calls between two looks at the clock (Machine.tick).
+TICKS = 4096
+
 # Natives that call back into Concerto (Array.map with a closure) nest Python
 # calls; this bounds that nesting well inside what the C stack can hold.
 MAX_NATIVE_REENTRY = 400
@@ -133,8 +143,15 @@ class Machine:
     config: RunConfig = field(default_factory=RunConfig)
     # The model runtime (vm/models.py) for programs that call models.
     models: Any = None
+    # The emit channel (vm/emit.py) when a host runtime owns the run: it
+    # replaces on_emit and answers awaited emits.
+    emits: Any = None
+    # The run's executor (vm/executor.py); set when a run starts.
+    executor: Any = None
 
     def __post_init__(self) -> None:
+        if self.emits is not None:
+            self.on_emit = self.emits.send
         self.stack: list[Any] = []
         self.frames: list[tuple] = []
         self.tries: list[tuple[int, int, int]] = []  # (frame depth, catch pc, stack height)
@@ -152,6 +169,17 @@ class Machine:
             if sys.getrecursionlimit() < want:
                 sys.setrecursionlimit(want)
 
+    def fork(self) -> "Machine":
+        """A machine for another task of the same run: shared program, globals,
+        handlers and runtime; its own stack, frames and try-frames."""
+        child = copy.copy(self)
+        child.stack = []
+        child.frames = []
+        child.tries = []
+        child.reentry = 0
+        child.jit_depth = 0
+        return child
+
     # -- NativeContext -------------------------------------------------------
     def call(self, function: Any, *args: Any) -> Any:
         return self.call_value(function, list(args))
@@ -163,14 +191,61 @@ class Machine:
         self.on_emit(channel, payload)
 
     def sleep(self, ms: int) -> None:
-        time.sleep(max(0, ms) / 1000)
+        self.sleep_seconds(max(0, ms) / 1000)
+
+    def sleep_seconds(self, seconds: float) -> None:
+        if self.executor is not None and in_task():
+            self.executor.sleep(seconds)
+        else:
+            time.sleep(max(0.0, seconds))
+
+    def tick(self) -> None:
+        """A checkpoint of long-running code (every TICKS back edges or calls)."""
+        if self.executor is not None:
+            self.executor.checkpoint()
+
+    def ask(self, channel: Any, payload: Any) -> Any:
+        """`await emit(channel, payload)`."""
+        channel = check_channel(channel)
+        if self.emits is None:
+            raise emit_error(channel, f"no listener for awaited channel `{channel}`")
+        return self.emits.ask(channel, payload)
+
+    def flush_emits(self) -> None:
+        if self.emits is not None:
+            self.emits.flush()
 
     def convert(self, value: Any, type_name_: str) -> Any:
         return convert_value(self.program, value, type_name_)
 
     # -- entry points ----------------------------------------------------------
     def run_main(self) -> Any:
-        """Run the init function and `main`; a fault that nothing caught becomes a VMError."""
+        """Run the program to the end on a fresh event loop (blocking)."""
+        async def main() -> Any:
+            try:
+                return await self.arun_main()
+            finally:
+                if self.models is not None:
+                    await self.models.manager.aclose()
+
+        return anyio.run(main)
+
+    async def arun_main(self) -> Any:
+        """Run the init function and `main` as the main task of a run on the
+        current event loop; a fault that nothing caught becomes a VMError."""
+        if self.executor is None:
+            self.executor = Executor()
+        if self.models is not None:
+            self.models.bridge = TaskBridge(self.executor)
+        emits = self.emits
+        if emits is None:
+            return await self.executor.run(self._run_main_task)
+        helpers = [emits.deliver_forever]
+        if emits.mode == "buffered" and emits.flush_interval:
+            helpers.append(emits.flush_periodically)
+        return await self.executor.run(self._run_main_task, helpers=tuple(helpers), finish=emits.drain)
+
+    def _run_main_task(self) -> Any:
         try:
             if self.program.init is not None:
                 self.run_function(self.program.init, [])
@@ -235,6 +310,7 @@ class Machine:
         pc = 0
         max_depth = self.config.max_call_depth
         call_method = self._call_method
+        ticks = TICKS
 
         while True:
             try:
@@ -363,6 +439,10 @@ class Machine:
                             continue
                         if len(frames) >= max_depth:
                             raise ConcertoError(f"call depth exceeded ({max_depth} nested calls)", "RuntimeError")
+                        ticks -= 1
+                        if not ticks:
+                            ticks = TICKS
+                            self.tick()
                         frames.append((code, pc, locals_, fn, base))
                         fn = a
                         if b:
@@ -389,6 +469,11 @@ class Machine:
                         code, pc, locals_, fn, base = frames.pop()
                         stack.append(rv)
                     elif op == 9:  # JUMP
+                        if a < pc:  # a loop's back edge: count towards a checkpoint
+                            ticks -= 1
+                            if not ticks:
+                                ticks = TICKS
+                                self.tick()
                         pc = a
                     elif op == 10:  # MUL
                         y = stack.pop()
@@ -744,6 +829,26 @@ class Machine:
                 args = []
             recv = cell[0] if cell is not None else stack.pop()
             stack.append(self.call_model(recv, method, schema, args))
+        elif op == O.EMIT_AWAIT:
+            payload = stack.pop()
+            stack[-1] = self.ask(stack[-1], payload)
+        elif op == O.AWAIT:
+            stack[-1] = self.executor.await_value(stack[-1])
+        elif op == O.AWAIT_ALL:
+            thunks = stack[-a:]
+            del stack[-a:]
+            stack.append(self.executor.await_all(self, thunks))
+        elif op == O.RACE:
+            thunks = stack[-a:]
+            del stack[-a:]
+            stack.append(self.executor.race(self, thunks))
+        elif op == O.PARALLEL_FOR:
+            body = stack.pop()
+            stack[-1] = self.executor.parallel_for(self, body, list(iterate(stack[-1])))
+        elif op == O.SPAWN_ASYNC:
+            stack[-1] = self.executor.spawn(self, stack[-1])
+        elif op == O.RUN_PIPELINE:
+            stack[-1] = run_pipeline(self, self.program.pipelines[a], stack[-1])
         elif op == O.CATCH:
             pass  # catch blocks are reached by TRY_BEGIN's target; nothing to do
         else:
@@ -759,7 +864,13 @@ class Machine:
     def call_model(self, recv: Any, method: str, schema: str | None, args: list[Any]) -> Any:
         if self.models is None:
             raise ConcertoError("this program calls a model, but the VM was started without a model runtime", "RuntimeError")
-        return self.models.call(recv, method, schema, args)
+        models = self.models
+        if models.decorated and method != "with_memory":
+            name = getattr(recv, "name", None) or getattr(recv, "model", None)
+            wrapped = models.decorated.get(name)
+            if wrapped is not None:
+                return wrapped(self, [recv, method, schema, args])
+        return models.call(recv, method, schema, args)
 
     def _call_method(self, recv: Any, name: str) -> Any:
         t = type(recv)
@@ -806,6 +917,12 @@ def convert_value(program: Program, value: Any, type_name_: str) -> Any:
 def _panic(vm: Machine, message: Any = "explicit panic") -> Any:
     vm.on_emit("panic", display(message))
     raise Panic(display(message))
+
+
+@builtin_native("flush_emits")
+def _flush_emits(vm: Machine) -> Any:
+    vm.flush_emits()
+    return None
 
 
 @builtin_native("assert")

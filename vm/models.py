@@ -22,6 +22,7 @@ from typing import Any
 from concerto import ir
 from concerto.vm import schema as schemas
 from concerto.vm.bridge import Bridge, PortalBridge
+from concerto.vm.decorators import chain
 from concerto.vm.llm_values import MemoryStore, ModelBuilder, ModelRef, ModelStream
 from concerto.vm.connections import CallFailed, CallOptions, ConnectionManager, RetryPlan
 from concerto.vm.providers.base import ChatMessage, ChatRequest, StructuredOutput
@@ -73,6 +74,13 @@ class ModelRuntime:
         self.models = {m.name: _model_spec(m) for m in program.models}
         self.schemas = {s.name: s for s in program.schemas}
         self.memories = memories  # the loader has checked every model's connection
+        # The host's max_concurrent_model_calls, across every connection.
+        self.limiter: Any = None
+        # Per model: `(vm, [method, schema, args]) -> value` behind @cache / @log.
+        self.decorated: dict[str, Any] = {
+            m.name: chain(lambda vm, a: self.call(*a), [d for d in m.decorators if d.name in ("cache", "log")],
+                          f"model `{m.name}`", "model:log")
+            for m in program.models if any(d.name in ("cache", "log") for d in m.decorators)}
 
     def close(self) -> None:
         if isinstance(self.bridge, PortalBridge) and not self.bridge.started:
@@ -134,7 +142,11 @@ class ModelRuntime:
     async def _acomplete(self, spec: ModelSpec, req: ChatRequest) -> tuple[Any, float]:
         started = time.perf_counter()
         try:
-            done = await self.manager.complete(spec.connection, req, self._options(spec))
+            if self.limiter is not None:
+                async with self.limiter:
+                    done = await self.manager.complete(spec.connection, req, self._options(spec))
+            else:
+                done = await self.manager.complete(spec.connection, req, self._options(spec))
         except CallFailed as failed:
             return self._agent_error(spec, req, failed), 0.0
         return done, (time.perf_counter() - started) * 1000
