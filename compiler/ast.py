@@ -363,6 +363,31 @@ class Throw(Expr):
 @dataclass(eq=False)
 class Emit(Expr):
     args: list[Arg]
+    schema: "TypeRef | None" = None  # `emit<Schema>(...)`
+
+
+@dataclass(eq=False)
+class Await(Expr):
+    """`expr.await` (postfix) or `await expr` (prefix)."""
+
+    expr: Expr
+    prefix: bool
+
+
+@dataclass(eq=False)
+class Race(Expr):
+    """`race (a, b, ...)`: the first of the operations to finish."""
+
+    items: list[Expr]
+
+
+@dataclass(eq=False)
+class ParallelFor(Expr):
+    """`parallel for pat in iterable { body }`: an Array of the body's values."""
+
+    pattern: Pattern
+    iterable: Expr
+    body: Block
 
 
 # ------------------------------------------------------------------ statements
@@ -530,6 +555,28 @@ class MemoryDecl(Item):
 
     type: TypeRef | None
     value: Expr
+
+
+@dataclass(eq=False)
+class StageDecl(Node):
+    """`@decorators stage name(param: T) -> U { body }` inside a pipeline."""
+
+    name: str
+    params: list[Param]
+    ret: TypeRef | None
+    body: Block
+    decorators: list[Decorator] = field(default_factory=list)
+    has_self: bool = False
+
+
+@dataclass(eq=False)
+class PipelineDecl(Item):
+    """`pipeline Name(input: T) -> U { stage ... }` (spec 15, 30); the signature is optional."""
+
+    params: list[Param] | None  # None: no `(...)` signature
+    ret: TypeRef | None
+    stages: list[StageDecl]
+    decorators: list[Decorator] = field(default_factory=list)
 
 
 @dataclass(eq=False)

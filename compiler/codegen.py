@@ -15,6 +15,7 @@ from concerto import ir
 from concerto.compiler import ast as A
 from concerto.compiler import types as T
 from concerto.compiler.diagnostics import Diagnostic
+from concerto.compiler import concurrency
 from concerto.compiler import llm
 from concerto.compiler.resolve import BUILTIN_ERRORS, BUILTIN_TYPES, FnInfo, ModuleInfo, Symbols, qualify
 from concerto.stdlib import load as load_stdlib
@@ -63,6 +64,8 @@ class ProgramBuilder:
         self.fn_sigs: dict[str, FnInfo] = dict(symbols.functions)
         self.methods: dict[str, dict[str, FnInfo]] = {}  # type -> method -> info
         self.trait_impls: set[tuple[str, str]] = set()  # (type, trait) from `impl Trait for Type`
+        self.pipelines: dict[str, concurrency.PipelineInfo] = {}
+        self.stage_functions: set[str] = set()  # `P::stage` functions of pipelines
 
     def const(self, value: Any) -> int:
         kind = _const_kind(value)
@@ -138,6 +141,13 @@ class FunctionCompiler:
         self.capture_locals: dict[str, Local] = {}
         self.temp_count = 0
         self.span = A.Span.none()
+        # The value type of the body compile_body compiled (closures report it).
+        self.body_type: str | None = None
+        # A `parallel for` body: `break`/`continue` cannot leave it.
+        self.parallel_body = False
+        # A pipeline stage: `?` may leave it whatever its return type (the
+        # pipeline stops at an Err).
+        self.is_stage = False
 
     # ------------------------------------------------------------ emission
     def emit(self, op: str, **kw: Any) -> int:
@@ -261,13 +271,18 @@ class FunctionCompiler:
         return qual
 
     # ------------------------------------------------------------ functions
-    def compile_body(self, params: list[A.Param], body: A.Block | A.Expr, has_self: bool) -> ir.Function:
+    def compile_body(self, params: list[A.Param], body: A.Block | A.Expr, has_self: bool,
+                     param_types: list[str | None] | None = None) -> ir.Function:
         if has_self:
             self.declare("self", self.self_mutable, self.self_type)
-        for p in params:
+        for k, p in enumerate(params):
             if p.name in self.scopes[0] and p.name != "_":
                 self.error(p.span, f"parameter `{p.name}` is declared twice")
-            local = self.declare(p.name, p.mutable, self.type_str(p.type) if p.type else None)
+            if param_types is not None:
+                ptype = param_types[k]
+            else:
+                ptype = self.type_str(p.type) if p.type else None
+            local = self.declare(p.name, p.mutable, ptype)
             if p.mutable:
                 # Like `let mut`, a `mut` parameter works on its own shallow copy:
                 # only `mut self` may change the caller's value (docs/semantics.md).
@@ -275,10 +290,17 @@ class FunctionCompiler:
                 self.emit("LOAD_LOCAL", name=local.slot_name)
                 self.emit("COPY")
                 self.emit("STORE_LOCAL", name=local.slot_name)
-        if isinstance(body, A.Block):
+        if isinstance(body, A.Block) and self.ret_declared and self.ret_type == "Nil" \
+                and isinstance(_block_tail(body), A.ParallelFor):
+            # `parallel for` ending a function that returns nothing is a statement.
+            self.block(body, discard=True)
+            self.emit("LOAD_CONST", arg=self.pb.const(None))
+            t = "Nil"
+        elif isinstance(body, A.Block):
             t = self.block(body)
         else:
             t = self.expr(body)
+        self.body_type = t
         self.check_return_type(t, body)
         self.span = _end_span(body)
         self.emit("RETURN")
@@ -473,6 +495,10 @@ class FunctionCompiler:
             self.emit("BUILD_VARIANT", type_name=enum_name, name=vdecl.name, argc=0)
             return enum_name
         kind = self.symbols.item_kind(qual)
+        if kind == "pipeline":
+            self.error(e.span, f"pipeline `{qual}` is not a value",
+                       hint=f"run it with `{segments[-1]}.run(input)`")
+            raise CompileError()
         if kind in ("model", "memory"):
             self.check_visible(qual, e.span)
             self.emit("LOAD_GLOBAL", name=qual)
@@ -823,7 +849,9 @@ class FunctionCompiler:
     def x_Try(self, e: A.Try) -> str | None:
         inner = self.expr(e.expr)
         self.span = e.span
-        if self.try_depth == 0 and self.ret_declared and self.ret_type is not None:
+        if self.is_stage:
+            pass  # a stage's Err stops the pipeline (spec 30 "Result Unwrapping")
+        elif self.try_depth == 0 and self.ret_declared and self.ret_type is not None:
             head = T.split(self.ret_type)[0]
             if head not in ("Result", "Option", "Any"):
                 self.error(e.span, f"`?` needs a function returning Result or Option, but `{self.name}` returns `{self.ret_type}`",
@@ -1086,6 +1114,10 @@ class FunctionCompiler:
         return "Nil"
 
     def find_loop(self, label: str | None, span: A.Span, what: str) -> LoopCtx:
+        if not self.loops and self.parallel_body:
+            self.error(span, f"`{what}` cannot leave a `parallel for` body",
+                       hint="each item runs as its own task; its value is the body's last expression")
+            raise CompileError()
         if not self.loops:
             self.error(span, f"`{what}` outside of a loop")
             raise CompileError()
@@ -1131,7 +1163,7 @@ class FunctionCompiler:
     def x_Throw(self, e: A.Throw) -> str:
         self.expr(e.value)
         self.span = e.span
-        if self.try_depth == 0 and self.parent is None:
+        if self.try_depth == 0 and self.parent is None and not self.is_stage:
             head = T.split(self.ret_type)[0] if self.ret_type else None
             if not self.ret_declared or head not in ("Result", "Any"):
                 self.error(e.span, "`throw` needs a function returning Result, or an enclosing `try`",
@@ -1208,11 +1240,13 @@ class FunctionCompiler:
             self.error(clause.span, f"unknown error type `{name}` in catch")
         return qual
 
-    def x_Emit(self, e: A.Emit) -> str:
+    def x_Emit(self, e: A.Emit, awaited: bool = False) -> str:
         args = e.args
         if not 1 <= len(args) <= 2 or any(a.name for a in args):
             self.error(e.span, "emit takes a channel and an optional payload: emit(\"channel\", value)")
             raise CompileError()
+        if e.schema is not None:
+            concurrency.check_typed_emit(self, e)
         ct = self.expr(args[0].value)
         if ct and ct not in ("String", "Any"):
             self.error(args[0].span, f"emit channel must be a String, found `{ct}`")
@@ -1221,34 +1255,62 @@ class FunctionCompiler:
         else:
             self.emit("LOAD_CONST", arg=self.pb.const(None))
         self.span = e.span
+        if awaited:
+            # Bidirectional emit (spec 10): the host's answer is the value.
+            self.emit("EMIT_AWAIT")
+            return "Any"
         self.emit("EMIT")
         self.emit("LOAD_CONST", arg=self.pb.const(None))
         return "Nil"
 
     def x_Closure(self, e: A.Closure) -> str:
+        ret = self.type_str(e.ret) if e.ret else None
+        params = ", ".join(self.type_str(p.type) or "Any" if p.type else "Any" for p in e.params)
+        self.make_closure(e.params, e.body, e.span, ret, e.ret is not None)
+        return f"fn({params}) -> {ret or 'Any'}"
+
+    def make_closure(self, params: list[A.Param], body: A.Expr, span: A.Span, ret: str | None = None,
+                     ret_declared: bool = False, param_types: list[str | None] | None = None,
+                     parallel_body: bool = False) -> str | None:
+        """Compile `body` as a closure function and push it (MAKE_CLOSURE).
+        Returns the type of the body's value as the closure compiler saw it.
+        `param_types` overrides the parameters' written types (synthesized
+        closures: `parallel for` items)."""
         self.pb.closure_count += 1
         name = f"{self.name}::<closure#{self.pb.closure_count}>"
-        ret = self.type_str(e.ret) if e.ret else None
         inner = FunctionCompiler(self.pb, self.module, name, parent=self, ret_type=ret,
-                                 ret_declared=e.ret is not None, self_type=self.self_type,
+                                 ret_declared=ret_declared, self_type=self.self_type,
                                  generics=self.generics)
-        fn = inner.compile_body(e.params, e.body, has_self=False)
-        fn.params = [ir.Param(p.name, inner.type_str(p.type) or "any") for p in e.params]
+        inner.parallel_body = parallel_body
+        fn = inner.compile_body(params, body, has_self=False, param_types=param_types)
+        if param_types is not None:
+            fn.params = [ir.Param(p.name, t or "any") for p, t in zip(params, param_types)]
+        else:
+            fn.params = [ir.Param(p.name, inner.type_str(p.type) or "any") for p in params]
         # Captured locals come right after the params, in capture order.
-        n = len(e.params)
+        n = len(params)
         captured_slots = [inner.capture_locals[c].slot_name for c in inner.captures]
         rest = [x for x in fn.locals[n:] if x not in captured_slots]
         fn.locals = fn.locals[:n] + captured_slots + rest
         fn.captures = list(inner.captures)
         self.pb.functions.append(fn)
-        self.span = e.span
+        self.span = span
         for cap in inner.captures:
             local = self.lookup(cap)
             assert local is not None
             self.emit("LOAD_LOCAL", name=local.slot_name)
         self.emit("MAKE_CLOSURE", name=name, argc=len(inner.captures))
-        params = ", ".join(inner.type_str(p.type) or "Any" if p.type else "Any" for p in e.params)
-        return f"fn({params}) -> {ret or 'Any'}"
+        return inner.body_type
+
+    # ------------------------------------------------------------ async, emit, pipelines
+    def x_Await(self, e: A.Await) -> str | None:
+        return concurrency.await_expr(self, e)
+
+    def x_Race(self, e: A.Race) -> str | None:
+        return concurrency.race_expr(self, e)
+
+    def x_ParallelFor(self, e: A.ParallelFor) -> str | None:
+        return concurrency.parallel_for(self, e)
 
     # ------------------------------------------------------------ match
     def x_Match(self, e: A.Match) -> str | None:
@@ -1598,6 +1660,8 @@ class FunctionCompiler:
         if info is not None:
             self.check_visible(qual, e.span)
             return self.call_user(e, info, qual)
+        if len(segs) == 1 and segs[0] in ("spawn", "flush_emits"):
+            return concurrency.builtin_call(self, e, segs[0])
         if len(segs) == 1 and segs[0] in _PRELUDE_NATIVES:
             qual = _PRELUDE_NATIVES[segs[0]]
         if qual in ("panic", "assert", "assert_eq"):
@@ -1723,6 +1787,9 @@ class FunctionCompiler:
             if self.symbols.item_kind(mqual) == "model":
                 self.check_visible(mqual, obj.span)
                 return self.llm_call(e, callee, mqual)
+            if self.symbols.item_kind(mqual) == "pipeline":
+                self.check_visible(mqual, obj.span)
+                return concurrency.run_pipeline(self, e, callee, mqual)
         # Associated functions called through a value's type are not methods.
         recv_t = self.expr(obj)
         recv_head = T.split(recv_t)[0] if recv_t else None

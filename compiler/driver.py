@@ -18,6 +18,7 @@ from concerto import ir
 import msgspec
 
 from concerto.compiler import ast as A
+from concerto.compiler import concurrency
 from concerto.compiler import llm
 from concerto.compiler.manifest import Manifest, find_manifest, load_manifest
 from concerto.compiler.codegen import CompileError, FunctionCompiler, ProgramBuilder
@@ -76,6 +77,7 @@ def compile_source(text: str, file: str, *, manifest: Manifest | None = None, mo
     models, used_connections = llm.model_defs(pb, manifest.connections if manifest else None, mock)
     memories = llm.memory_defs(pb)
     _collect_methods(pb)
+    concurrency.collect_pipelines(pb)
     _compile_functions(pb)
     init = _compile_init(pb)
     root = resolver.symbols.modules[0] if resolver.symbols.modules else None
@@ -118,6 +120,7 @@ def compile_source(text: str, file: str, *, manifest: Manifest | None = None, mo
         schemas=[msgspec.convert(s, ir.SchemaDef) for s in llm.schema_defs(pb)],
         connections=[ir.ConnectionDef(name, conf) for name, conf in used_connections.items()],
         memories=[msgspec.convert(m, ir.MemoryDef) for m in memories],
+        pipelines=concurrency.pipeline_defs(pb),
         source_map=ir.SourceMap(Path(file).name, mappings),
         metadata=ir.Metadata(compiler_version=COMPILER_VERSION, entry_point=entry,
                              compiled_at=compiled_at, init=INIT_FUNCTION if init else None),
@@ -177,8 +180,14 @@ def _compile_functions(pb: ProgramBuilder) -> None:
         generics = frozenset(decl.generics)
         probe = FunctionCompiler(pb, info.module, qual, self_type=info.self_type, generics=generics)
         ret = probe.type_str(decl.ret) if decl.ret else "Nil"
-        fc = FunctionCompiler(pb, info.module, qual, ret_type=ret, ret_declared=True,
+        is_stage = qual in pb.stage_functions
+        # A stage without its (required) return type was reported already:
+        # its body is still checked, against no particular type.
+        fc = FunctionCompiler(pb, info.module, qual, ret_type=ret if decl.ret or not is_stage else None,
+                              ret_declared=bool(decl.ret) or not is_stage,
                               self_type=info.self_type, self_mutable=decl.self_mutable, generics=generics)
+        fc.is_stage = is_stage
+        decorators = concurrency.check_decorators(pb, info.module.file, decl.decorators, f"function `{decl.name}`")
         try:
             fn = fc.compile_body(decl.params, decl.body, has_self=decl.has_self)
         except CompileError:
@@ -192,6 +201,7 @@ def _compile_functions(pb: ProgramBuilder) -> None:
         fn.visibility = "public" if decl.public else "private"
         fn.is_async = decl.is_async
         fn.self_type = info.self_type
+        fn.decorators = decorators
         pb.functions.append(fn)
 
 

@@ -25,7 +25,16 @@ _IDENT_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Words that open a declaration but stay ordinary names everywhere else
 # (`response.model`, `let schema = ...`): they are keywords only where the
 # parser can start that declaration.
-CONTEXTUAL_KEYWORDS = frozenset({"model", "agent", "schema", "memory", "connect"})
+CONTEXTUAL_KEYWORDS = frozenset({
+    "model", "agent", "schema", "memory", "connect", "pipeline", "stage", "await", "race", "parallel",
+})
+# Some of them also need the text that follows to fit: `race (` and
+# `parallel for`, so `race` and `parallel` stay usable as plain names in
+# expressions (`race + 1`, `parallel.len()`).
+_CONTEXTUAL_FOLLOW = {
+    "race": re.compile(r"[ \t\r\n\f]*\("),
+    "parallel": re.compile(r"[ \t\r\n\f]+for\b"),
+}
 _WS_RE = re.compile(r"[ \t\r\n\f]+")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "0": "\0", "\\": "\\", '"': '"', "'": "'", "$": "$"}
 
@@ -180,6 +189,8 @@ class _Scanner:
                 word = m.group()
                 kind = self.lx.keywords.get(word, "IDENT")
                 if word in CONTEXTUAL_KEYWORDS and kind not in self.accepts():
+                    kind = "IDENT"
+                elif word in _CONTEXTUAL_FOLLOW and not _CONTEXTUAL_FOLLOW[word].match(text, m.end()):
                     kind = "IDENT"
                 token = self.tok(kind, word, pos, m.end())
                 yield token

@@ -32,6 +32,11 @@ BUILTIN_RECORDS: dict[str, dict[str, str]] = {
                  "provider": "String", "latency_ms": "Int"},
     "Message": {"role": "String", "content": "String"},
     "StreamChunk": {"text": "String", "index": "Int"},
+    # Errors of the async, emit and pipeline features (spec 10, 15).
+    "EmitError": {"message": "String", "channel": "String"},
+    "TimeoutError": {"message": "String"},
+    "PipelineError": {"message": "String", "pipeline": "String", "stage": "String"},
+    "CancelledError": {"message": "String"},
 }
 MODEL_TYPES = ("Model", "ModelBuilder")
 
@@ -335,7 +340,12 @@ def model_defs(pb: "ProgramBuilder", connections: dict[str, ir.ConnectionConfig]
             config["model"] = conn.models.get(config["model"], config["model"])
         elif conn.default_model:
             config["model"] = conn.default_model
-        decorators = [{"name": d.name, "args": _decorator_args(d)} for d in decl.decorators]
+        from concerto.compiler.concurrency import check_decorators
+
+        # @retry/@timeout/@cache/@log are checked and take named arguments; others pass as written.
+        checked = {d.name: d.args for d in check_decorators(pb, file, decl.decorators, f"model `{decl.name}`")}
+        decorators = [{"name": d.name, "args": checked[d.name] if d.name in checked else _decorator_args(d)}
+                      for d in decl.decorators]
         out.append({"name": qual, "module": module.path or "main", "connection": connection, "config": config,
                     "tools": [], "memory": memory, "decorators": decorators, "methods": []})
     return out, used

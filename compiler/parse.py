@@ -154,6 +154,16 @@ def _tok_span(tok: Token) -> A.Span:
     return A.Span(tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column)
 
 
+def _keyword_span(meta: Any, children: list[Any], keyword: str) -> A.Span:
+    """An item's span from its keyword on, leaving out the decorators before it
+    (diagnostics about the item point at the keyword)."""
+    span = _span(meta)
+    tok = next((c for c in children if _is_tok(c, keyword)), None)
+    if tok is None:
+        return span
+    return A.Span(tok.line, tok.column, span.end_line, span.end_col)
+
+
 def _parse_int(text: str) -> int:
     t = text.replace("_", "")
     if t.startswith(("0x", "0X")):
@@ -324,6 +334,45 @@ class _Builder(Transformer):
 
     def model_field(self, meta, children):
         return A.ModelField(_span(meta), str(children[0]), children[1])
+
+    def pipeline_decl(self, meta, children):
+        decorators = [c for c in children if isinstance(c, A.Decorator)]
+        public = any(_is_tok(c, "PUB") for c in children)
+        rest = [c for c in _present(children)
+                if not isinstance(c, A.Decorator) and not _is_tok(c, "PUB", "PIPELINE_KW")]
+        name = str(rest[0])
+        params = next((c[1] for c in rest if isinstance(c, tuple) and c[0] == "pipeline_params"), None)
+        ret = next((c[1] for c in rest if isinstance(c, tuple) and c[0] == "ret"), None)
+        stages = [c for c in rest if isinstance(c, A.StageDecl)]
+        return A.PipelineDecl(_keyword_span(meta, children, "PIPELINE_KW"), name, public, params, ret, stages,
+                              decorators)
+
+    def pipeline_params(self, meta, children):
+        params = children[0][1] if children and children[0] is not None else []
+        return ("pipeline_params", [p for p in params if isinstance(p, A.Param)])
+
+    def stage_decl(self, meta, children):
+        decorators = [c for c in children if isinstance(c, A.Decorator)]
+        rest = [c for c in _present(children) if not isinstance(c, A.Decorator) and not _is_tok(c, "STAGE_KW")]
+        name = str(rest[0])
+        params: list[A.Param] = []
+        has_self = False
+        ret = None
+        body = None
+        for c in rest[1:]:
+            if isinstance(c, tuple) and c[0] == "params":
+                for p in c[1]:
+                    if isinstance(p, A.Param):
+                        params.append(p)
+                    else:
+                        has_self = True
+            elif isinstance(c, tuple) and c[0] == "ret":
+                ret = c[1]
+            elif isinstance(c, A.Block):
+                body = c
+        assert body is not None
+        span = _keyword_span(meta, children, "STAGE_KW")
+        return A.StageDecl(span, name, params, ret, body, decorators, has_self)
 
     def connect_decl(self, meta, children):
         rest = [c for c in _present(children) if not _is_tok(c, "CONNECT_KW")]
@@ -644,6 +693,24 @@ class _Builder(Transformer):
 
     def emit_expr(self, meta, children):
         return A.Emit(_span(meta), children[0])
+
+    def typed_emit_expr(self, meta, children):
+        schema = next(c for c in children if isinstance(c, A.TypeRef))
+        args = next((c for c in children if isinstance(c, list)), [])
+        return A.Emit(_span(meta), args, schema)
+
+    def await_prefix(self, meta, children):
+        return A.Await(_span(meta), children[-1], True)
+
+    def await_postfix(self, meta, children):
+        return A.Await(_span(meta), children[0], False)
+
+    def race_expr(self, meta, children):
+        return A.Race(_span(meta), [c for c in _present(children) if not _is_tok(c, "RACE_KW")])
+
+    def parallel_for_expr(self, meta, children):
+        rest = [c for c in children if not _is_tok(c, "PARALLEL_KW") and c is not None]
+        return A.ParallelFor(_span(meta), rest[0], rest[1], rest[2])
 
     def plain_string(self, meta, children):
         return A.Literal(_span(meta), str(children[0]))

@@ -27,13 +27,14 @@ from concerto.stdlib import load as load_stdlib
 BUILTIN_TYPES = {
     "Int", "Float", "String", "Bool", "Nil", "Any", "Array", "Map", "Option", "Result",
     "Tuple", "Range", "Set", "Queue", "Stack", "HashMap", "Prompt", "Response", "Message",
-    "Self", "Memory", "Model", "ModelBuilder", "Stream", "StreamChunk",
+    "Self", "Memory", "Model", "ModelBuilder", "Stream", "StreamChunk", "Task",
 }
 # Built-in error types (spec 13): usable in typed catch and as struct-like values.
 BUILTIN_ERRORS = {
     "Error", "AgentError", "SchemaError", "ToolError", "ConnectionError", "TimeoutError",
     "HashMapError", "EmitError", "RuntimeError", "ParseError", "JsonError", "EnvError",
     "TypeError", "IndexError", "KeyError", "ArithmeticError", "OverflowError",
+    "PipelineError", "CancelledError",
 }
 
 
@@ -102,6 +103,7 @@ class Symbols:
     models: dict[str, tuple[A.ModelDecl, ModuleInfo]] = field(default_factory=dict)
     schemas: dict[str, tuple[A.SchemaDecl, ModuleInfo]] = field(default_factory=dict)
     memories: dict[str, tuple[A.MemoryDecl, ModuleInfo]] = field(default_factory=dict)
+    pipelines: dict[str, tuple[A.PipelineDecl, ModuleInfo]] = field(default_factory=dict)
     connect_blocks: list[tuple[A.ConnectDecl, ModuleInfo]] = field(default_factory=list)
     public: set[str] = field(default_factory=set)
     item_module: dict[str, str] = field(default_factory=dict)
@@ -119,6 +121,8 @@ class Symbols:
             return "model"
         if qual in self.memories:
             return "memory"
+        if qual in self.pipelines:
+            return "pipeline"
         if qual in self.enums:
             return "enum"
         if qual in self.traits:
@@ -248,6 +252,8 @@ class Resolver:
                 self.symbols.structs[qual] = schema_struct(item)
             elif isinstance(item, A.MemoryDecl):
                 self.symbols.memories[qual] = (item, info)
+            elif isinstance(item, A.PipelineDecl):
+                self.symbols.pipelines[qual] = (item, info)
             elif isinstance(item, A.ConnectDecl):
                 self.symbols.connect_blocks.append((item, info))
 
