@@ -283,7 +283,7 @@ def _escape(text: str) -> str:
 def _report_runtime_error(e: Any, sources: dict[str, str], default_file: str) -> None:
     loc = e.location
     if loc is None:
-        err_console.print(f"{default_file}: error: {e.message}", markup=False)
+        err_console.print(f"{default_file}: error: {e.kind}: {e.message}", markup=False)
         return
     source = sources.get(loc.file)
     if source is None:

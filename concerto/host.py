@@ -34,7 +34,7 @@ import anyio
 import msgspec
 
 from concerto import ir
-from concerto.vm.connections import ConfigError, ConnectionOverride
+from concerto.vm.connection_config import ConfigError, ConnectionOverride
 from concerto.vm.emit import EmitChannel, Handlers
 from concerto.vm.executor import Executor, Limits
 from concerto.vm.loader import IRLoadError, Program, link, load_bytes

@@ -391,6 +391,10 @@ class FakeProvider:
         self.request_count = 0  # every request read, recorded or not
         self.connections = 0  # TCP connections accepted (keep-alive tests check reuse)
         self._in_flight = 0
+        # Requests whose client hung up while the server was still waiting to
+        # answer (a cancelled call, e.g. the loser of a `race`).
+        self.hangups = 0
+        self._readers: dict[Any, asyncio.StreamReader] = {}
         self._script: collections.deque[Reply] = collections.deque()
         self._window: collections.deque[float] = collections.deque()  # rpm: accepted request times
         self._ids = itertools.count(1)
@@ -437,6 +441,7 @@ class FakeProvider:
         self.max_in_flight = self._in_flight
         self.request_count = 0
         self.connections = 0
+        self.hangups = 0
         self._ids = itertools.count(1)
 
     def start(self) -> FakeProvider:
@@ -515,6 +520,7 @@ class FakeProvider:
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self._readers[writer] = reader
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -545,6 +551,7 @@ class FakeProvider:
             pass  # client went away (or we are shutting down): nothing to answer
         finally:
             self._writers.discard(writer)
+            self._readers.pop(writer, None)
             if task is not None:
                 self._tasks.discard(task)
             writer.close()
@@ -660,8 +667,9 @@ class FakeProvider:
                 reply = reply.then
             else:
                 break
-        if wait > 0:
-            await asyncio.sleep(wait)
+        if wait > 0 and not await self._wait_unless_hung_up(writer, wait):
+            self.hangups += 1
+            return False
 
         if isinstance(reply, (ErrorStatus, RateLimit, ServerError, Overloaded)):
             return await self._send_fault(writer, flavour, reply, keep, extra)
@@ -682,6 +690,23 @@ class FakeProvider:
             writer.close()  # close() flushes what is buffered, then FIN
             return False
         return await self._send(writer, flavour, 200, {"content-type": "application/json", **extra}, data, keep)
+
+    async def _wait_unless_hung_up(self, writer: asyncio.StreamWriter, seconds: float) -> bool:
+        """Sleep, but notice a client that closes the connection meanwhile (False)."""
+        reader = self._readers.get(writer)
+        if reader is None:
+            await asyncio.sleep(seconds)
+            return True
+        sleeping = asyncio.ensure_future(asyncio.sleep(seconds))
+        reading = asyncio.ensure_future(reader.read(1))
+        try:
+            done, _pending = await asyncio.wait({sleeping, reading}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            reading.cancel()
+        if reading in done and not reading.cancelled() and reading.exception() is None:
+            return reading.result() != b""  # EOF: the client is gone
+        return True
 
     # ----- checks ----------------------------------------------------------
 

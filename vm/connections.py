@@ -30,6 +30,7 @@ import msgspec
 
 from concerto import ir
 from concerto.vm import metering
+from concerto.vm.connection_config import ConfigError, ConnectionOverride
 from concerto.vm.http_pool import AsyncioTransport
 from concerto.vm.providers.base import ChatRequest, Completion, Endpoint, ProviderError, StreamDelta
 from concerto.vm.providers.mock import MockProvider
@@ -38,18 +39,6 @@ from concerto.vm.ratelimit import RateLimiter, estimate_tokens
 KEYED_PROVIDERS = ("openai", "anthropic")
 # However long a provider asks us to wait, we wait at most this long per retry.
 RETRY_AFTER_CAP = 300.0
-
-
-class ConfigError(Exception):
-    """A connection cannot be used as configured (missing key, bad replies file)."""
-
-
-@dataclass(frozen=True)
-class ConnectionOverride:
-    """Host-side replacement settings for one connection (spec 11 "Runtime Override")."""
-
-    api_key: str | None = None
-    base_url: str | None = None
 
 
 @dataclass

@@ -61,8 +61,8 @@ class Handler:
 
 @dataclass
 class Handlers:
-    """The host's subscriptions. `listeners` get fire-and-forget emits;
-    `responders` may also answer awaited emits."""
+    """The host's subscriptions: `listeners` (on) see every emit; awaited
+    emits are answered by one of the `responders` (on_emit)."""
 
     listeners: list[Handler] = field(default_factory=list)
     responders: list[Handler] = field(default_factory=list)
@@ -78,18 +78,15 @@ class Handlers:
         self.responders = [h for h in self.responders if h.pattern != pattern]
 
     def for_channel(self, channel: str) -> list[Handler]:
-        return [h for h in self.listeners + self.responders if h.matches(channel)]
+        return [h for h in self.listeners if h.matches(channel)]
 
     def responder(self, channel: str) -> Handler | None:
-        """The most specific handler that matches; on_emit wins a tie over on."""
-        best: tuple[tuple[int, int, int], Handler] | None = None
-        for rank, group in ((1, self.responders), (0, self.listeners)):
-            for h in group:
-                if h.matches(channel):
-                    key = (*h.specificity, rank)
-                    if best is None or key > best[0]:
-                        best = (key, h)
-        return best[1] if best else None
+        """The most specific on_emit handler that matches (the latest on a tie)."""
+        best: Handler | None = None
+        for h in self.responders:
+            if h.matches(channel) and (best is None or h.specificity >= best.specificity):
+                best = h
+        return best
 
 
 class NoReply(Exception):
@@ -147,6 +144,10 @@ class EmitChannel:
         if self._pending:
             suspend(self._drained)
         self._raise_failure()
+        # `on` listeners see the question too (a `*` logger shows it), but only
+        # an on_emit handler answers.
+        for observer in self.handlers.for_channel(channel):
+            self._call_listener(observer, channel, payload)
         handler = self.handlers.responder(channel)
         if handler is None:
             raise emit_error(channel, f"no listener for awaited channel `{channel}`")
@@ -165,18 +166,18 @@ class EmitChannel:
     # -- on the loop --------------------------------------------------------------
     async def deliver_forever(self) -> None:
         """The run's delivery task for async handlers (started by the runtime)."""
-        async with self._receive:
-            async for channel, awaitable in self._receive:
-                try:
-                    await awaitable
-                except Exception as exc:  # noqa: BLE001 - reported at the program's next emit
-                    if self._failure is None:
-                        self._failure = emit_error(
-                            channel, f"handler for `{channel}` raised {type(exc).__name__}: {exc}")
-                finally:
-                    self._pending -= 1
-                    if not self._pending:
-                        self._idle.set()
+        # Not `async with`: close() must still find what was never delivered.
+        async for channel, awaitable in self._receive:
+            try:
+                await awaitable
+            except Exception as exc:  # noqa: BLE001 - reported at the program's next emit
+                if self._failure is None:
+                    self._failure = emit_error(
+                        channel, f"handler for `{channel}` raised {type(exc).__name__}: {exc}")
+            finally:
+                self._pending -= 1
+                if not self._pending:
+                    self._idle.set()
 
     async def flush_periodically(self) -> None:
         """Buffered mode: deliver at the configured interval even while the program is busy elsewhere."""
@@ -196,6 +197,15 @@ class EmitChannel:
 
     async def close(self) -> None:
         await self._send.aclose()
+        # A run that ended early leaves undelivered coroutines: close them quietly.
+        while True:
+            try:
+                _channel, awaitable = self._receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            if hasattr(awaitable, "close"):
+                awaitable.close()
+        await self._receive.aclose()
 
     def raise_failure(self) -> None:
         self._raise_failure()
@@ -203,20 +213,23 @@ class EmitChannel:
     # -- inside ----------------------------------------------------------------------
     def _deliver(self, channel: str, payload: Any) -> None:
         for handler in self.handlers.for_channel(channel):
+            self._call_listener(handler, channel, payload)
+
+    def _call_listener(self, handler: Handler, channel: str, payload: Any) -> None:
+        try:
+            result = handler.call(channel, payload)
+        except Exception as exc:  # noqa: BLE001 - a host bug becomes an error the program can catch
+            raise emit_error(channel, f"handler for `{channel}` raised {type(exc).__name__}: {exc}") from None
+        if inspect.isawaitable(result):
             try:
-                result = handler.call(channel, payload)
-            except Exception as exc:  # noqa: BLE001 - a host bug becomes an error the program can catch
-                raise emit_error(channel, f"handler for `{channel}` raised {type(exc).__name__}: {exc}") from None
-            if inspect.isawaitable(result):
-                try:
-                    self._send.send_nowait((channel, result))
-                except anyio.WouldBlock:
-                    if hasattr(result, "close"):
-                        result.close()
-                    raise emit_error(channel, f"emit queue is full: {self.max_queue} emits are waiting for "
-                                     "the host's handlers (max_emit_queue)") from None
-                self._pending += 1
-                self._idle = anyio.Event() if self._idle.is_set() else self._idle
+                self._send.send_nowait((channel, result))
+            except anyio.WouldBlock:
+                if hasattr(result, "close"):
+                    result.close()
+                raise emit_error(channel, f"emit queue is full: {self.max_queue} emits are waiting for "
+                                 "the host's handlers (max_emit_queue)") from None
+            self._pending += 1
+            self._idle = anyio.Event() if self._idle.is_set() else self._idle
 
     async def _drained(self) -> None:
         while self._pending:

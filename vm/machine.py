@@ -161,6 +161,8 @@ class Machine:
         # against the same limit, and Python's recursion limit must sit above it.
         self.jit_depth = 0
         self.jit_max_depth = self.config.max_call_depth
+        # Compiled calls count down from here to a checkpoint (vm/pycompile.py).
+        self.ticks = TICKS
         if self.config.jit:
             from concerto.vm.pycompile import compile_program
 
@@ -201,6 +203,7 @@ class Machine:
 
     def tick(self) -> None:
         """A checkpoint of long-running code (every TICKS back edges or calls)."""
+        self.ticks = TICKS
         if self.executor is not None:
             self.executor.checkpoint()
 
@@ -238,12 +241,18 @@ class Machine:
         if self.models is not None:
             self.models.bridge = TaskBridge(self.executor)
         emits = self.emits
-        if emits is None:
-            return await self.executor.run(self._run_main_task)
-        helpers = [emits.deliver_forever]
-        if emits.mode == "buffered" and emits.flush_interval:
-            helpers.append(emits.flush_periodically)
-        return await self.executor.run(self._run_main_task, helpers=tuple(helpers), finish=emits.drain)
+        helpers = []
+        if emits is not None:
+            helpers.append(emits.deliver_forever)
+            if emits.mode == "buffered" and emits.flush_interval:
+                helpers.append(emits.flush_periodically)
+        try:
+            return await self.executor.run(self._run_main_task, helpers=tuple(helpers),
+                                           finish=emits.drain if emits is not None else None)
+        except (Panic, VMError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a spawned task's or a handler's fault
+            raise _vm_error(exc) from None
 
     def _run_main_task(self) -> Any:
         try:
@@ -253,11 +262,7 @@ class Machine:
         except (Panic, VMError):
             raise
         except Exception as exc:  # noqa: BLE001 - faults become VMError, the rest propagates
-            fault = as_fault(exc)
-            if fault is None:
-                raise
-            value = fault.value if isinstance(fault, Thrown) else None
-            raise VMError(fault.message, fault.kind, list(getattr(fault, "concerto_trace", [])), value) from None
+            raise _vm_error(exc) from None
         finally:
             del self.frames[:]
             del self.stack[:]
@@ -889,6 +894,15 @@ class Machine:
             closure = recv.fields[name]
             return lambda vm, _recv, *args: vm.call_value(closure, list(args))
         raise ConcertoError(f"no method `{name}` on {tname}", "TypeError")
+
+
+def _vm_error(exc: Exception) -> Exception:
+    """A fault nothing caught -> VMError; anything else is a bug and stays itself."""
+    fault = as_fault(exc)
+    if fault is None:
+        return exc
+    value = fault.value if isinstance(fault, Thrown) else None
+    return VMError(fault.message, fault.kind, list(getattr(fault, "concerto_trace", [])), value)
 
 
 def _entry(fn: LinkedFunction, pc: int) -> TraceEntry:

@@ -273,6 +273,8 @@ class _FunctionWriter:
         self.out("d = vm.jit_depth", 1)
         self.out("if d >= vm.jit_max_depth: _too_deep(vm)", 1)
         self.out("vm.jit_depth = d + 1", 1)
+        self.out("_t = vm.ticks = vm.ticks - 1", 1)
+        self.out("if _t < 0: vm.ticks = _t = 0; vm.tick()", 1)
         if fn.nlocals > nargs:
             self.out(" = ".join(f"l{k}" for k in range(nargs, fn.nlocals)) + " = None", 1)
         self.out("try:", 1)
@@ -314,6 +316,11 @@ class _FunctionWriter:
         if target == i + 1:
             self.emit("pass")  # the target is the next instruction
             return
+        if target <= i:
+            # A loop's back edge: count towards a checkpoint (Machine.tick), so a
+            # compiled loop that never awaits still lets cancellation in.
+            self.emit("_t += 1")
+            self.emit(f"if _t > {TICKS}: _t = 0; vm.tick()")
         self.emit(f"pc = {target}")
         self.emit("continue")
 
@@ -748,6 +755,9 @@ def _namespace(tables: list[tuple[LinkedFunction, int, list[int]]]) -> dict[str,
         "Some": Some, "NONE": NONE, "Ok": Ok, "Err": Err, "Closure": Closure,
     }
 
+
+# Back edges between two checkpoints in a compiled loop.
+TICKS = 4096
 
 # A fault that unwinds through thousands of compiled frames keeps only the
 # innermost entries; the CLI shows a dozen anyway.
