@@ -76,13 +76,15 @@ class Reply:
 
     `headers` are added to (and override) the response headers, whatever the
     reply is: e.g. {"x-ratelimit-reset-requests": "1.5s"} on a 429.
-    `delay` is waited (on top of the server's latency) before the first byte.
-    Both are keyword-only so subclasses keep their natural positional fields.
+    `delay` is waited (on top of the server's latency) before the first byte;
+    `chunk_delay` between the events of a streamed reply.
+    All are keyword-only so subclasses keep their natural positional fields.
     """
 
     _: KW_ONLY
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    chunk_delay: float = 0.0
 
 
 @dataclass
@@ -1050,6 +1052,8 @@ class FakeProvider:
             writer.write(b"".join(out))
             out.clear()
             await writer.drain()
+            if reply is not None and reply.chunk_delay and i + 1 < len(events):
+                await asyncio.sleep(reply.chunk_delay)
         if cut is not None:
             writer.write(b"".join(out))
             await writer.drain()

@@ -497,3 +497,26 @@ def test_cli_timeout_flag(tmp_path):
     src.write_text("fn main() { loop { } }")
     code, out, err = cli("run", str(src), "--timeout", "0.2")
     assert code == 1 and "TimeoutError" in err and "execution timed out after 0.2 s" in err
+
+
+# ------------------------------------------------------------------ streaming (issue 3, point 3)
+def test_stream_chunks_reach_the_host_before_the_stream_ends(tmp_path, fake):
+    fake.script(Text("one two three four", chunk_delay=0.15))
+    rt = model_runtime(tmp_path, fake, """
+model Writer { provider: openai, base: "gpt-4o-mini" }
+fn main() {
+    match Writer.stream("go") {
+        Ok(s) => { for chunk in s { emit("chunk", chunk.text); } emit("done", 1); },
+        Err(e) => emit("error", e.message),
+    }
+}
+""")
+    arrivals: list[tuple[str, float]] = []
+    rt.on("*", lambda channel, payload: arrivals.append((channel, time.monotonic())))
+    rt.run()
+    chunks = [t for c, t in arrivals if c == "chunk"]
+    done = next(t for c, t in arrivals if c == "done")
+    assert len(chunks) >= 3
+    # The first chunk was emitted while the server was still sending the rest.
+    assert done - chunks[0] >= 0.15 * (len(chunks) - 1) * 0.8
+    assert all(b - a >= 0.05 for a, b in zip(chunks, chunks[1:]))

@@ -282,3 +282,20 @@ def test_handlers_can_be_registered_plainly_or_as_decorators_and_removed(tmp_pat
     assert got == []
     with pytest.raises(TypeError):
         rt.on("", got.append)
+
+
+def test_the_example_host_runs():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    host = Path(__file__).parent.parent / "examples" / "host_app" / "host.py"
+    proc = subprocess.run([sys.executable, str(host)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "result: decision: approved",
+        "result: decision: needs changes",
+        "result: decision: needs changes",
+        "reviewed 3 documents; 9 stages completed",
+        "emits: 30",
+    ]
