@@ -706,6 +706,9 @@ class FakeProvider:
         finally:
             sleeping.cancel()
             reading.cancel()
+            # Let the read finish cancelling before the connection reads the next
+            # request: a StreamReader allows one waiting reader at a time.
+            await asyncio.gather(sleeping, reading, return_exceptions=True)
         if reading in done and not reading.cancelled() and reading.exception() is None:
             return reading.result() != b""  # EOF: the client is gone
         return True

@@ -1,21 +1,17 @@
-"""How the synchronous dispatch loop reaches the async world.
+"""How the model runtime reaches the async world.
 
-The interpreter runs plain Python; model calls are coroutines on an anyio
-event loop (one httpx.AsyncClient per connection lives there). A Bridge runs a
-coroutine function to completion for the VM, and starts background tasks (a
-streamed reply keeps arriving while the program handles earlier chunks).
-
-PortalBridge owns a loop on a helper thread (anyio's blocking portal): the CLI
-uses it, and a program that never calls a model never starts it.
+The interpreter runs plain Python; model calls are coroutines on the run's
+anyio event loop (one httpx.AsyncClient per connection lives there). A Bridge
+runs a coroutine function to completion for the VM, and starts background
+tasks (a streamed reply keeps arriving while the program handles earlier
+chunks). Inside a run that is the TaskBridge (vm/executor.py suspends the
+calling task); before a run, NoBridge says why nothing can be called.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
-
-from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 T = TypeVar("T")
 
@@ -27,35 +23,15 @@ class Bridge(Protocol):
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Start fn(*args) on the event loop without waiting for it."""
 
-    def close(self) -> None:
-        """Stop the loop (after the owner closed its clients)."""
 
-
-class PortalBridge:
-    def __init__(self) -> None:
-        self._cm: AbstractContextManager[BlockingPortal] | None = None
-        self._portal: BlockingPortal | None = None
-
-    def _ensure(self) -> BlockingPortal:
-        if self._portal is None:
-            self._cm = start_blocking_portal()
-            self._portal = self._cm.__enter__()
-        return self._portal
+class NoBridge:
+    """Before a run starts: model calls need the run's event loop."""
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        return self._ensure().call(fn, *args)
+        raise RuntimeError("model calls run inside a run of the async executor")
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        self._ensure().start_task_soon(fn, *args)
-
-    @property
-    def started(self) -> bool:
-        return self._portal is not None
-
-    def close(self) -> None:
-        if self._cm is not None:
-            cm, self._cm, self._portal = self._cm, None, None
-            cm.__exit__(None, None, None)
+        raise RuntimeError("model calls run inside a run of the async executor")
 
 
 class TaskBridge:
@@ -76,6 +52,3 @@ class TaskBridge:
         if tasks is None:
             raise RuntimeError("the run is over")
         tasks.start_soon(fn, *args)
-
-    def close(self) -> None:
-        pass

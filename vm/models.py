@@ -21,7 +21,7 @@ from typing import Any
 
 from concerto import ir
 from concerto.vm import schema as schemas
-from concerto.vm.bridge import Bridge, PortalBridge
+from concerto.vm.bridge import Bridge, NoBridge
 from concerto.vm.decorators import chain
 from concerto.vm.llm_values import MemoryStore, ModelBuilder, ModelRef, ModelStream
 from concerto.vm.connections import CallFailed, CallOptions, ConnectionManager, RetryPlan
@@ -70,7 +70,7 @@ class ModelRuntime:
     def __init__(self, program: ir.Program, manager: ConnectionManager, memories: dict[str, MemoryStore],
                  bridge: Bridge | None = None) -> None:
         self.manager = manager
-        self.bridge: Bridge = bridge or PortalBridge()
+        self.bridge: Bridge = bridge or NoBridge()  # a run sets its TaskBridge
         self.models = {m.name: _model_spec(m) for m in program.models}
         self.schemas = {s.name: s for s in program.schemas}
         self.memories = memories  # the loader has checked every model's connection
@@ -81,12 +81,6 @@ class ModelRuntime:
             m.name: chain(lambda vm, a: self.call(*a), [d for d in m.decorators if d.name in ("cache", "log")],
                           f"model `{m.name}`", "model:log")
             for m in program.models if any(d.name in ("cache", "log") for d in m.decorators)}
-
-    def close(self) -> None:
-        if isinstance(self.bridge, PortalBridge) and not self.bridge.started:
-            return
-        self.bridge.call(self.manager.aclose)
-        self.bridge.close()
 
     # -- the VM's entry point ------------------------------------------------
     def call(self, receiver: Any, method: str, schema: str | None, args: list[Any]) -> Any:
