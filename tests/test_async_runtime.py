@@ -520,3 +520,66 @@ fn main() {
     # The first chunk was emitted while the server was still sending the rest.
     assert done - chunks[0] >= 0.15 * (len(chunks) - 1) * 0.8
     assert all(b - a >= 0.05 for a, b in zip(chunks, chunks[1:]))
+
+
+# ------------------------------------------------------------------ host config
+def test_host_metrics_report_model_calls_like_the_cli_table(tmp_path, fake):
+    fake.script(Text("a b"), Text("c"))
+    rt = model_runtime(tmp_path, fake, MODELS + """
+fn main() { let x = Fast.execute("one"); let y = Other.execute("two three"); }
+""")
+    rt.run()
+    m = rt.metrics()
+    assert m["models"]["Fast"]["calls"] == 1 and m["models"]["Other"]["calls"] == 1
+    assert m["connections"]["openai"]["requests"] == 2
+    assert m["total"]["tokens_out"] == 3 and m["total"]["cost_usd"] > 0
+
+
+def test_connection_overrides_point_a_connection_elsewhere(tmp_path, fake):
+    from concerto import ConnectionOverride
+
+    main = project(tmp_path, MODELS + 'fn main() { emit("text", Fast.execute("hi").unwrap().text); }',
+                   '[connections.openai]\nprovider = "openai"\napi_key_env = "NOT_SET_ANYWHERE"\n'
+                   'base_url = "http://127.0.0.1:9/v1"\ndefault_model = "gpt-4o-mini"\n')
+    fake.script(Text("from the override"))
+    rt = Runtime(RuntimeConfig(environ={}, connection_overrides={
+        "openai": ConnectionOverride(api_key="sk-override", base_url=fake.openai_base_url)}))
+    rt.load_source(main)
+    seen = collect(rt)
+    rt.run()
+    assert seen == [("text", "from the override")]
+    assert fake.requests[0].headers["authorization"] == "Bearer sk-override"
+
+
+def test_buffered_mode_flushes_at_the_interval_while_the_program_sleeps(tmp_path):
+    rt = load(tmp_path, 'fn main() { emit("a", 1); std::time::sleep(300); emit("b", 2); }',
+              RuntimeConfig(emit_mode="buffered", flush_interval=0.05))
+    times: dict[str, float] = {}
+    rt.on("*", lambda channel, payload: times.setdefault(channel, time.monotonic()))
+    rt.run()
+    # "a" reached the host by the interval, well before the program emitted "b".
+    assert times["b"] - times["a"] > 0.15
+
+
+def test_cli_on_a_terminal_asks_the_person(tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    src = tmp_path / "ask.conc"
+    src.write_text('fn main() { let n = await emit("name", "who?"); emit("hello", n); }')
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "concerto", "run", "--emit-format", "jsonl", str(src)],
+                                stdin=slave, stderr=slave, stdout=subprocess.PIPE,
+                                env={**os.environ, "NO_COLOR": "1"})
+        os.write(master, b"Ada\n")  # typed ahead: the prompt's readline takes it
+        out, _ = proc.communicate(timeout=60)
+        prompt = os.read(master, 4096).decode()
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0
+    assert '? name "who?"' in prompt
+    assert json.loads(out.decode().splitlines()[-1]) == {"channel": "hello", "payload": "Ada"}
