@@ -29,7 +29,7 @@ import anyio
 import anyio.lowlevel
 from greenlet import greenlet, getcurrent
 
-from concerto.vm.values import Closure, ConcertoError, StructValue
+from concerto.vm.values import Closure, ConcertoError
 
 T = TypeVar("T")
 
@@ -264,7 +264,3 @@ def _need_callable(value: Any, what: str) -> None:
 
 def _seconds(s: float) -> str:
     return f"{s:g} s" if s != math.inf else "forever"
-
-
-def error_value(kind: str, message: str, **fields: Any) -> StructValue:
-    return StructValue(kind, {"message": message, **fields})
