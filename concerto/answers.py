@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from concerto.vm.emit import Handler, NoReply
+from concerto.vm.emit import NoReply, pattern_matches, pattern_specificity
 
 
 class AnswersError(Exception):
@@ -38,10 +38,10 @@ def load_answers(path: Path) -> Callable[[str, Any], Any]:
         where = f"{e.lineno}:{e.colno}: " if isinstance(e, json.JSONDecodeError) else ""
         raise AnswersError(f"{path}:{where}invalid JSON: {getattr(e, 'msg', e)}") from None
     if isinstance(data, dict):
-        constant = [Handler(str(k), lambda *_a, v=v: v) for k, v in data.items()]
+        constant: dict[str, Any] = {str(k): v for k, v in data.items()}
         queued: list[tuple[str, Any]] = []
     elif isinstance(data, list):
-        constant = []
+        constant = {}
         queued = []
         for i, entry in enumerate(data):
             if not isinstance(entry, dict) or "channel" not in entry or "answer" not in entry \
@@ -53,12 +53,12 @@ def load_answers(path: Path) -> Callable[[str, Any], Any]:
 
     def answer(channel: str, payload: Any) -> Any:
         for i, (pattern, value) in enumerate(queued):
-            if Handler(pattern, lambda: None).matches(channel):
+            if pattern_matches(pattern, channel):
                 del queued[i]
                 return value
-        matching = [h for h in constant if h.matches(channel)]
+        matching = [p for p in constant if pattern_matches(p, channel)]
         if matching:
-            return max(matching, key=lambda h: h.specificity).fn()
+            return constant[max(matching, key=pattern_specificity)]
         raise NoAnswer(f"{path} has no answer for channel `{channel}`")
 
     return answer

@@ -35,6 +35,7 @@ import msgspec
 
 from concerto import ir
 from concerto.vm.connection_config import ConfigError, ConnectionOverride
+from concerto.vm.decorators import elapsed_ms
 from concerto.vm.emit import EmitChannel, Handlers
 from concerto.vm.executor import Executor, Limits
 from concerto.vm.loader import IRLoadError, Program, link, load_bytes
@@ -302,7 +303,7 @@ def _collect(models: Any, emits: EmitChannel, started: float) -> dict[str, Any]:
     out = models.manager.metrics.snapshot() if models is not None else _empty_metrics()
     out["emit_count"] = emits.count
     out["channels"] = sorted(emits.channels)
-    out["execution_time_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    out["execution_time_ms"] = elapsed_ms(started)
     return out
 
 

@@ -30,16 +30,13 @@ import msgspec
 
 from concerto import ir
 from concerto.vm import metering
-from concerto.vm.connection_config import ConfigError, ConnectionOverride
+from concerto.vm.connection_config import ConfigError, ConnectionOverride, RetryPlan
 from concerto.vm.http_pool import AsyncioTransport
 from concerto.vm.providers.base import ChatRequest, Completion, Endpoint, ProviderError, StreamDelta
 from concerto.vm.providers.mock import MockProvider
 from concerto.vm.ratelimit import RateLimiter, estimate_tokens
 
 KEYED_PROVIDERS = ("openai", "anthropic")
-# However long a provider asks us to wait, we wait at most this long per retry.
-RETRY_AFTER_CAP = 300.0
-
 
 @dataclass
 class CallFailed(Exception):
@@ -72,35 +69,6 @@ def _adapter(provider: str) -> ModuleType:
     from concerto.vm.providers import openai
 
     return openai  # openai, ollama and custom speak the OpenAI format
-
-
-@dataclass
-class RetryPlan:
-    max_attempts: int = 1
-    backoff: str = "none"
-    initial_delay: float = 1.0
-    max_delay: float = 30.0
-
-    @classmethod
-    def of(cls, cfg: ir.RetryConfig) -> "RetryPlan":
-        return cls(cfg.max_attempts, cfg.backoff, cfg.initial_delay_ms / 1000, cfg.max_delay_ms / 1000)
-
-    def delay(self, failed_attempts: int, retry_after: float | None, rng: random.Random) -> float:
-        """Seconds to wait before the next attempt. "none" keeps the initial
-        delay, "linear" grows it by one step per attempt, "exponential" doubles
-        it. Equal jitter (half fixed, half random) spreads retries of many
-        callers without ever shrinking the wait below half the plan."""
-        if self.backoff == "exponential":
-            planned = self.initial_delay * 2 ** (failed_attempts - 1)
-        elif self.backoff == "linear":
-            planned = self.initial_delay * failed_attempts
-        else:
-            planned = self.initial_delay
-        planned = min(planned, self.max_delay)
-        wait = planned / 2 + rng.uniform(0, planned / 2)
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, RETRY_AFTER_CAP))
-        return wait
 
 
 @dataclass

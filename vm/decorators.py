@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from concerto import ir
+from concerto.vm.connection_config import RetryPlan
 from concerto.vm.operators import as_fault
 from concerto.vm.values import ConcertoError, Err, debug
 
@@ -33,8 +34,8 @@ def chain(base: Call, decorators: list[ir.DecoratorDef], what: str, log_channel:
 
 def _retry(inner: Call, args: dict[str, Any], what: str, _log: str) -> Call:
     attempts = max(1, int(args.get("max", 3)))
-    backoff = str(args.get("backoff", "exponential"))
-    delay = float(args.get("delay_ms", DEFAULT_RETRY_DELAY_MS)) / 1000
+    plan = RetryPlan(attempts, str(args.get("backoff", "exponential")),
+                     float(args.get("delay_ms", DEFAULT_RETRY_DELAY_MS)) / 1000, MAX_RETRY_DELAY_S)
 
     def call(vm: Any, argv: list[Any]) -> Any:
         for attempt in range(1, attempts + 1):
@@ -50,18 +51,10 @@ def _retry(inner: Call, args: dict[str, Any], what: str, _log: str) -> Call:
             else:
                 if type(result) is not Err or last:
                     return result
-            vm.sleep_seconds(_delay(backoff, delay, attempt))
+            vm.sleep_seconds(plan.planned(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     return call
-
-
-def _delay(backoff: str, delay: float, attempt: int) -> float:
-    if backoff == "exponential":
-        return min(MAX_RETRY_DELAY_S, delay * 2 ** (attempt - 1))
-    if backoff == "linear":
-        return min(MAX_RETRY_DELAY_S, delay * attempt)
-    return delay
 
 
 def _timeout(inner: Call, args: dict[str, Any], what: str, _log: str) -> Call:
@@ -102,15 +95,16 @@ def _log(inner: Call, args: dict[str, Any], what: str, default_channel: str) -> 
             fault = as_fault(exc)
             if fault is not None:
                 vm.emit(channel, {"call": what, "args": list(argv), "error": fault.message,
-                                  "duration_ms": _ms(started)})
+                                  "duration_ms": elapsed_ms(started)})
             raise
-        vm.emit(channel, {"call": what, "args": list(argv), "result": result, "duration_ms": _ms(started)})
+        vm.emit(channel, {"call": what, "args": list(argv), "result": result, "duration_ms": elapsed_ms(started)})
         return result
 
     return call
 
 
-def _ms(started: float) -> float:
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since `started` (a perf_counter reading), as emits report them."""
     return round((time.perf_counter() - started) * 1000, 3)
 
 

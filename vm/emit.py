@@ -34,6 +34,20 @@ from concerto.vm.values import StructValue, from_json, to_json
 EmitMode = Literal["immediate", "buffered"]
 
 
+def pattern_matches(pattern: str, channel: str) -> bool:
+    """An exact channel name, `prefix*` (e.g. `tool:*`), or `*`."""
+    if pattern == "*" or pattern == channel:
+        return True
+    return pattern.endswith("*") and channel.startswith(pattern[:-1])
+
+
+def pattern_specificity(pattern: str) -> tuple[int, int]:
+    """Exact names beat prefixes, longer prefixes beat shorter ones, `*` comes last."""
+    if "*" not in pattern:
+        return (2, len(pattern))
+    return (1 if pattern != "*" else 0, len(pattern))
+
+
 @dataclass
 class Handler:
     pattern: str
@@ -41,16 +55,11 @@ class Handler:
     raw: bool = False  # receives Concerto values, not JSON data
 
     def matches(self, channel: str) -> bool:
-        p = self.pattern
-        if p == "*" or p == channel:
-            return True
-        return p.endswith("*") and channel.startswith(p[:-1])
+        return pattern_matches(self.pattern, channel)
 
     @property
     def specificity(self) -> tuple[int, int]:
-        if "*" not in self.pattern:
-            return (2, len(self.pattern))
-        return (1 if self.pattern != "*" else 0, len(self.pattern))
+        return pattern_specificity(self.pattern)
 
     def call(self, channel: str, payload: Any) -> Any:
         data = payload if self.raw else to_json(payload)
@@ -95,6 +104,10 @@ class NoReply(Exception):
 
 def emit_error(channel: str, message: str) -> Thrown:
     return Thrown(StructValue("EmitError", {"message": message, "channel": channel}))
+
+
+def handler_failed(channel: str, exc: Exception) -> Thrown:
+    return emit_error(channel, f"handler for `{channel}` raised {type(exc).__name__}: {exc}")
 
 
 class EmitChannel:
@@ -160,7 +173,7 @@ class EmitChannel:
         except NoReply as exc:
             raise emit_error(channel, str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - a host bug becomes an error the program can catch
-            raise emit_error(channel, f"handler for `{channel}` raised {type(exc).__name__}: {exc}") from None
+            raise handler_failed(channel, exc) from None
         return reply if handler.raw else from_json(reply)
 
     # -- on the loop --------------------------------------------------------------
@@ -172,8 +185,7 @@ class EmitChannel:
                 await awaitable
             except Exception as exc:  # noqa: BLE001 - reported at the program's next emit
                 if self._failure is None:
-                    self._failure = emit_error(
-                        channel, f"handler for `{channel}` raised {type(exc).__name__}: {exc}")
+                    self._failure = handler_failed(channel, exc)
             finally:
                 self._pending -= 1
                 if not self._pending:
@@ -219,7 +231,7 @@ class EmitChannel:
         try:
             result = handler.call(channel, payload)
         except Exception as exc:  # noqa: BLE001 - a host bug becomes an error the program can catch
-            raise emit_error(channel, f"handler for `{channel}` raised {type(exc).__name__}: {exc}") from None
+            raise handler_failed(channel, exc) from None
         if inspect.isawaitable(result):
             try:
                 self._send.send_nowait((channel, result))

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from concerto.vm.decorators import Call
+from concerto.vm.decorators import Call, elapsed_ms
 from concerto.vm.operators import as_fault, fault_value
 from concerto.vm.values import Err, Ok, StructValue, display
 
@@ -47,8 +47,8 @@ def run_pipeline(vm: Any, pipeline: LinkedPipeline, value: Any) -> Any:
             return _failed(vm, name, stage.name, out.value)
         value = out.value if type(out) is Ok else out
         vm.emit("pipeline:stage_complete", {"name": name, "stage": stage.name,
-                                            "duration_ms": _ms(stage_started)})
-    vm.emit("pipeline:complete", {"name": name, "duration_ms": _ms(started)})
+                                            "duration_ms": elapsed_ms(stage_started)})
+    vm.emit("pipeline:complete", {"name": name, "duration_ms": elapsed_ms(started)})
     return Ok(value)
 
 
@@ -59,7 +59,3 @@ def _failed(vm: Any, pipeline: str, stage: str, error: Any) -> Err:
     vm.emit("pipeline:error", {"name": pipeline, "stage": stage, "error": text})
     return Err(StructValue("PipelineError", {"message": message, "pipeline": pipeline, "stage": stage,
                                              "cause": error}))
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)
