@@ -9,9 +9,15 @@ thousands of requests per second through a real HTTP stack.
 In-process use (tests)::
 
     with FakeProvider(latency=0.01) as fake:
-        fake.script(Text("hi"), RateLimit(retry_after=2), ToolCall("f", {"x": 1}))
+        fake.script(Text("hi"), RateLimit(retry_after=2), ToolCall("f", {"x": 1}),
+                    ToolCalls([ToolCall("f", {"x": 1}), ToolCall("g")]))
         httpx.post(fake.url + "/v1/chat/completions", json={...})
         fake.requests[-1].body
+        fake.requests[-1].tool_results()  # [(call id, text, is_error)] the client sent back
+
+Requests are validated like the real APIs do, including multi-turn tool
+conversations (every tool call answered by a tool result right after it, no
+stray results, valid tool names and tool_choice), with the real 400 bodies.
 
 As a process (benchmark)::
 
@@ -52,6 +58,7 @@ __all__ = [
     "Text",
     "JsonObject",
     "ToolCall",
+    "ToolCalls",
     "ErrorStatus",
     "RateLimit",
     "ServerError",
@@ -105,7 +112,8 @@ class Text(Reply):
 class JsonObject(Reply):
     """A structured-output reply. OpenAI: the message content is json.dumps(value).
     Anthropic: a tool_use block whose input is `value` when the request forced a
-    tool (tool_choice {"type":"tool"}), otherwise a text block of json.dumps(value)."""
+    tool (tool_choice {"type":"tool"}; with {"type":"any"} the last tool in
+    `tools`), otherwise a text block of json.dumps(value)."""
 
     value: Any
 
@@ -120,6 +128,27 @@ class ToolCall(Reply):
     arguments: dict[str, Any] | str = field(default_factory=dict)
     text: str | None = None
     id: str | None = None  # default: a generated call_... / toolu_... id
+
+
+@dataclass
+class ToolCalls(Reply):
+    """The model calls several tools in one reply (parallel tool calls).
+    OpenAI: one `message.tool_calls` entry per call (finish_reason "tool_calls");
+    Anthropic: one `tool_use` block per call, after a text block when `text` is
+    given (stop_reason "tool_use"). Streamed requests stream every call. Only the
+    name, arguments and id of each ToolCall are used: give the prose here."""
+
+    calls: list[ToolCall]
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.calls or not all(isinstance(c, ToolCall) for c in self.calls):
+            raise TypeError("ToolCalls needs a non-empty list of ToolCall")
+        if any(c.text is not None for c in self.calls):
+            raise ValueError("ToolCalls: give the prose as ToolCalls(text=...), not on each call")
+        ids = [c.id for c in self.calls if c.id is not None]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"ToolCalls: duplicate call ids {ids}")
 
 
 @dataclass
@@ -198,6 +227,28 @@ class RecordedRequest:
     raw: bytes
     t: float  # time.monotonic() when the request had been fully read
     query: str = ""
+
+    def tool_results(self) -> list[tuple[str, str, bool]]:
+        """The tool results the client sent, in message order, as (call id, text,
+        is_error). OpenAI: every role "tool" message (is_error is always False,
+        the format has no such flag); Anthropic: every `tool_result` block."""
+        body = self.body
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return []
+        openai = self.path.endswith("/chat/completions")
+        out: list[tuple[str, str, bool]] = []
+        for m in body["messages"]:
+            if not isinstance(m, dict):
+                continue
+            if openai:
+                if m.get("role") == "tool":
+                    out.append((m.get("tool_call_id"), _text_of(m.get("content")), False))
+            elif isinstance(m.get("content"), list):
+                for b in m["content"]:
+                    if isinstance(b, dict) and b.get("type") == "tool_result":
+                        out.append((b.get("tool_use_id"), _text_of(b.get("content", "")),
+                                    bool(b.get("is_error", False))))
+        return out
 
 
 # --------------------------------------------------------------------------
@@ -362,12 +413,268 @@ class _BadRequest(Exception):
         self.code, self.param, self.headers = code, param, headers or {}
 
 
+# --------------------------------------------------------------------------
+# Tool conversations: the checks both APIs make on tools and tool turns
+# --------------------------------------------------------------------------
+
+_OPENAI_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]+")
+_ANTHROPIC_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def _json_type(v: Any) -> str:
+    """The JSON type name OpenAI's 'Invalid type' messages use."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+def _oa_missing(param: str) -> _BadRequest:
+    return _BadRequest(400, f"Missing required parameter: '{param}'.", param=param,
+                       code="missing_required_parameter")
+
+
+def _oa_type(param: str, expected: str, got: Any) -> _BadRequest:
+    return _BadRequest(400, f"Invalid type for '{param}': expected {expected}, but got {_json_type(got)} instead.",
+                       param=param, code="invalid_type")
+
+
+def _validate_openai_tools(body: dict[str, Any]) -> None:
+    tools = body.get("tools")
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise _oa_type("tools", "an array", tools)
+    for k, t in enumerate(tools):
+        if not isinstance(t, dict):
+            raise _oa_type(f"tools[{k}]", "an object", t)
+        if "type" not in t:
+            raise _oa_missing(f"tools[{k}].type")
+        if t["type"] != "function":
+            continue  # "custom" tools and the like: not ours to check
+        fn = t.get("function")
+        if fn is None:
+            raise _oa_missing(f"tools[{k}].function")
+        if not isinstance(fn, dict):
+            raise _oa_type(f"tools[{k}].function", "an object", fn)
+        param = f"tools[{k}].function.name"
+        name = fn.get("name")
+        if name is None:
+            raise _oa_missing(param)
+        if not isinstance(name, str):
+            raise _oa_type(param, "a string", name)
+        if not name:
+            raise _BadRequest(400, f"Invalid '{param}': empty string. Expected a string with minimum length 1, "
+                              "but got an empty string instead.", param=param, code="empty_string")
+        if len(name) > 64:
+            raise _BadRequest(400, f"Invalid '{param}': string too long. Expected a string with maximum length "
+                              f"64, but got a string with length {len(name)} instead.", param=param,
+                              code="string_above_max_length")
+        if not _OPENAI_TOOL_NAME.fullmatch(name):
+            raise _BadRequest(400, f"Invalid '{param}': string does not match pattern. Expected a string that "
+                              "matches the pattern '^[a-zA-Z0-9_-]+$'.", param=param, code="invalid_value")
+
+
+def _validate_openai_message(i: int, m: dict[str, Any]) -> None:
+    """The shape of one tool message, or of one assistant message's tool_calls."""
+    role = m["role"]
+    if role == "tool":
+        tid = m.get("tool_call_id")
+        if tid is None:
+            raise _BadRequest(400, "Missing parameter 'tool_call_id': messages with role 'tool' must have a "
+                              "'tool_call_id'.", param=f"messages.[{i}].tool_call_id")
+        if not isinstance(tid, str):
+            raise _oa_type(f"messages[{i}].tool_call_id", "a string", tid)
+        if "content" not in m or m["content"] is None:
+            raise _oa_missing(f"messages[{i}].content")
+        content = m["content"]
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                if not isinstance(part, dict):
+                    raise _oa_type(f"messages[{i}].content[{j}]", "an object", part)
+                if part.get("type") != "text":
+                    raise _BadRequest(400, f"Invalid value: '{part.get('type')}'. Supported values are: 'text'.",
+                                      param=f"messages[{i}].content[{j}].type", code="invalid_value")
+                if not isinstance(part.get("text"), str):
+                    raise (_oa_missing(f"messages[{i}].content[{j}].text") if part.get("text") is None
+                           else _oa_type(f"messages[{i}].content[{j}].text", "a string", part.get("text")))
+        elif not isinstance(content, str):
+            raise _oa_type(f"messages[{i}].content", "one of a string or array of objects", content)
+    elif role == "assistant" and m.get("tool_calls") is not None:
+        calls = m["tool_calls"]
+        if not isinstance(calls, list):
+            raise _oa_type(f"messages[{i}].tool_calls", "an array", calls)
+        if not calls:
+            raise _BadRequest(400, f"Invalid 'messages[{i}].tool_calls': empty array. Expected an array with "
+                              "minimum length 1, but got an empty array instead.",
+                              param=f"messages[{i}].tool_calls", code="empty_array")
+        for j, tc in enumerate(calls):
+            at = f"messages[{i}].tool_calls[{j}]"
+            if not isinstance(tc, dict):
+                raise _oa_type(at, "an object", tc)
+            for key in ("id", "type", "function"):
+                if tc.get(key) is None:
+                    raise _oa_missing(f"{at}.{key}")
+            if not isinstance(tc["id"], str):
+                raise _oa_type(f"{at}.id", "a string", tc["id"])
+            fn = tc["function"]
+            if not isinstance(fn, dict):
+                raise _oa_type(f"{at}.function", "an object", fn)
+            for key in ("name", "arguments"):
+                if fn.get(key) is None:
+                    raise _oa_missing(f"{at}.function.{key}")
+                if not isinstance(fn[key], str):
+                    raise _oa_type(f"{at}.function.{key}", "a string", fn[key])
+
+
+def _validate_openai_tool_turns(msgs: list[dict[str, Any]]) -> None:
+    """Every role "tool" message answers a call of the assistant message just
+    before it (other tool messages aside), and every call gets its answer."""
+    calls: list[str] | None = None  # ids of the assistant message the tool messages answer
+    pending: list[str] = []
+    owner = -1
+
+    def unanswered() -> _BadRequest:
+        return _BadRequest(400, "An assistant message with 'tool_calls' must be followed by tool messages "
+                           "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+                           f"response messages: {', '.join(pending)}", param=f"messages.[{owner}].role")
+
+    for i, m in enumerate(msgs):
+        if m["role"] == "tool":
+            if calls is None:
+                raise _BadRequest(400, "Invalid parameter: messages with role 'tool' must be a response to a "
+                                  "preceeding message with 'tool_calls'.", param=f"messages.[{i}].role")
+            tid = m["tool_call_id"]
+            if tid not in calls:
+                raise _BadRequest(400, f"Invalid parameter: 'tool_call_id' of '{tid}' not found in 'tool_calls' "
+                                  "of previous message.", param=f"messages.[{i}].tool_call_id")
+            if tid in pending:
+                pending.remove(tid)
+            continue
+        if pending:
+            raise unanswered()
+        calls = None
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            calls = [tc["id"] for tc in m["tool_calls"]]
+            pending = list(dict.fromkeys(calls))
+            owner = i
+    if pending:
+        raise unanswered()
+
+
+def _validate_anthropic_tools(body: dict[str, Any]) -> None:
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _BadRequest(400, "tools: Input should be a valid list")
+        for k, t in enumerate(tools):
+            if not isinstance(t, dict):
+                raise _BadRequest(400, f"tools.{k}: Input should be a valid dictionary")
+            if t.get("type") not in (None, "custom"):
+                continue  # server tools (web_search_..., bash_...): their own shapes
+            name = t.get("name")
+            if name is None:
+                raise _BadRequest(400, f"tools.{k}.custom.name: Field required")
+            if not isinstance(name, str):
+                raise _BadRequest(400, f"tools.{k}.custom.name: Input should be a valid string")
+            if not _ANTHROPIC_TOOL_NAME.fullmatch(name):
+                raise _BadRequest(400, f"tools.{k}.custom.name: String should match pattern "
+                                  "'^[a-zA-Z0-9_-]{1,64}$'")
+            if "input_schema" not in t:
+                raise _BadRequest(400, f"tools.{k}.custom.input_schema: Field required")
+    tc = body.get("tool_choice")
+    if tc is None:
+        return
+    if not isinstance(tc, dict):
+        raise _BadRequest(400, "tool_choice: Input should be a valid dictionary or object to extract fields from")
+    ctype = tc.get("type")
+    if ctype not in ("auto", "any", "tool", "none"):
+        raise _BadRequest(400, f"tool_choice: Input tag '{ctype}' found using 'type' does not match any of the "
+                          "expected tags: 'auto', 'any', 'tool', 'none'")
+    if ctype != "none" and not tools:
+        raise _BadRequest(400, "tool_choice may only be specified while providing tools.")
+    if ctype == "tool":
+        names = [t.get("name") for t in tools or [] if isinstance(t, dict)]
+        if tc.get("name") not in names:
+            raise _BadRequest(400, f"tool_choice: Tool '{tc.get('name')}' not found in tools")
+
+
+def _validate_anthropic_tool_turns(msgs: list[dict[str, Any]]) -> None:
+    """Block shapes, then: the tool_use blocks of an assistant turn are answered by
+    tool_result blocks at the very start of the next message (a user message),
+    and every tool_result answers a tool_use of the message just before it."""
+    for i, m in enumerate(msgs):
+        content = m.get("content")
+        if not isinstance(content, list):
+            continue
+        for j, b in enumerate(content):
+            if not isinstance(b, dict):
+                continue
+            at = f"messages.{i}.content.{j}"
+            if b.get("type") == "tool_use":
+                for key in ("id", "name", "input"):
+                    if key not in b:
+                        raise _BadRequest(400, f"{at}.tool_use.{key}: Field required")
+                if not isinstance(b["input"], dict):
+                    raise _BadRequest(400, f"{at}.tool_use.input: Input should be a valid dictionary")
+            elif b.get("type") == "tool_result":
+                if "tool_use_id" not in b:
+                    raise _BadRequest(400, f"{at}.tool_result.tool_use_id: Field required")
+                if "is_error" in b and not isinstance(b["is_error"], bool):
+                    raise _BadRequest(400, f"{at}.tool_result.is_error: Input should be a valid boolean")
+                c = b.get("content")
+                if c is not None and not isinstance(c, (str, list)):
+                    raise _BadRequest(400, f"{at}.tool_result.content: Input should be a valid list")
+
+    def blocks(m: dict[str, Any]) -> list[dict[str, Any]]:
+        c = m.get("content")
+        return [b for b in c if isinstance(b, dict)] if isinstance(c, list) else []
+
+    def unanswered(i: int, ids: list[str]) -> _BadRequest:
+        return _BadRequest(400, f"messages.{i}: `tool_use` ids were found without `tool_result` blocks "
+                           f"immediately after: {', '.join(ids)}. Each `tool_use` block must have a "
+                           "corresponding `tool_result` block in the next message.")
+
+    uses: list[str] = []  # tool_use ids of the previous message
+    for i, m in enumerate(msgs):
+        bs = blocks(m)
+        if uses:
+            # The results must open this message: a tool_result after a text
+            # block is not "immediately after" the call.
+            leading: set[str] = set()
+            for b in bs:
+                if b.get("type") != "tool_result":
+                    break
+                leading.add(b["tool_use_id"])
+            missing = [u for u in uses if u not in leading]
+            if m["role"] != "user" or missing:
+                raise unanswered(i - 1, missing or uses)
+        for j, b in enumerate(bs):
+            if b.get("type") == "tool_result" and b["tool_use_id"] not in uses:
+                raise _BadRequest(400, f"messages.{i}.content.{j}: unexpected `tool_use_id` found in "
+                                  f"`tool_result` blocks: {b['tool_use_id']}. Each `tool_result` block must "
+                                  "have a corresponding `tool_use` block in the previous message.")
+        uses = list(dict.fromkeys(b["id"] for b in bs if b.get("type") == "tool_use")) \
+            if m["role"] == "assistant" else []
+    if uses:
+        raise unanswered(len(msgs) - 1, uses)
+
+
 @dataclass
 class _Content:
     """What the assistant says, independent of the wire format."""
 
     text: str | None
-    tool: tuple[str, str, Any] | None = None  # (id, name, arguments dict or raw str)
+    tools: list[tuple[str, str, Any]] = field(default_factory=list)  # (id, name, arguments dict or raw str)
     finish: str | None = None  # override ("stop" for OpenAI forced tool_choice)
 
 
@@ -784,6 +1091,9 @@ class FakeProvider:
                 raise _BadRequest(400, f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', "
                                   "'user', 'function', 'tool', and 'developer'.", param=f"messages[{i}].role",
                                   code="invalid_value")
+            _validate_openai_message(i, m)
+        _validate_openai_tools(body)
+        _validate_openai_tool_turns(msgs)
         if body.get("stream_options") is not None and not body.get("stream"):
             raise _BadRequest(400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                               param="stream_options", code="invalid_value")
@@ -816,11 +1126,8 @@ class FakeProvider:
                                   '`system` parameter, not "system" as an input message role.')
             if role not in ("user", "assistant"):
                 raise _BadRequest(400, f"messages.{i}.role: Input should be 'user' or 'assistant'")
-        tc = body.get("tool_choice")
-        if isinstance(tc, dict) and tc.get("type") == "tool":
-            names = [t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)]
-            if tc.get("name") not in names:
-                raise _BadRequest(400, f"tool_choice: Tool '{tc.get('name')}' not found in tools")
+        _validate_anthropic_tools(body)
+        _validate_anthropic_tool_turns(msgs)
 
     # ----- what to say -----------------------------------------------------
 
@@ -833,10 +1140,13 @@ class FakeProvider:
             return _Content(reply.text)
         if isinstance(reply, JsonObject):
             if flavour == "anthropic" and forced is not None:
-                return _Content(None, (self._tool_id(flavour), forced[0], reply.value))
+                return _Content(None, [(self._tool_id(flavour), forced[0], reply.value)])
             return _Content(json.dumps(reply.value))
         if isinstance(reply, ToolCall):
-            return _Content(reply.text, (reply.id or self._tool_id(flavour), reply.name, reply.arguments))
+            return _Content(reply.text, [(reply.id or self._tool_id(flavour), reply.name, reply.arguments)])
+        if isinstance(reply, ToolCalls):
+            return _Content(reply.text, [(c.id or self._tool_id(flavour), c.name, c.arguments)
+                                         for c in reply.calls])
         # Default, Malformed, StreamCut and None all carry the default reply.
         if flavour == "openai":
             rf = body.get("response_format")
@@ -847,18 +1157,24 @@ class FakeProvider:
             if forced is not None:
                 # OpenAI documents that a forced tool_choice finishes with "stop",
                 # not "tool_calls".
-                return _Content(None, (self._tool_id(flavour), forced[0],
-                                       schema_example(forced[1])), finish="stop")
+                return _Content(None, [(self._tool_id(flavour), forced[0],
+                                        schema_example(forced[1]))], finish="stop")
         elif forced is not None:
-            return _Content(None, (self._tool_id(flavour), forced[0], schema_example(forced[1])))
+            return _Content(None, [(self._tool_id(flavour), forced[0], schema_example(forced[1]))])
         return _Content("echo: " + self._last_user(body))
 
     @staticmethod
     def _forced_tool(flavour: Flavour, body: dict[str, Any]) -> tuple[str, Any] | None:
-        """(name, parameters schema) of the tool the request forces, if any."""
+        """(name, parameters schema) of the tool the request forces, if any.
+        Anthropic {"type":"any"} (some tool, the model picks) counts as forcing the
+        last tool: our adapter appends its structured-output tool last."""
         tc = body.get("tool_choice")
         if not isinstance(tc, dict):
             return None
+        if flavour == "anthropic" and tc.get("type") == "any":
+            tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("name")]
+            if tools:
+                return tools[-1]["name"], tools[-1].get("input_schema", {})
         if flavour == "anthropic" and tc.get("type") == "tool":
             for t in body.get("tools") or []:
                 if isinstance(t, dict) and t.get("name") == tc.get("name"):
@@ -893,8 +1209,7 @@ class FakeProvider:
     @staticmethod
     def _output_tokens(content: _Content) -> int:
         n = _words(content.text or "")
-        if content.tool is not None:
-            args = content.tool[2]
+        for _tid, _name, args in content.tools:
             n += _words(args if isinstance(args, str) else json.dumps(args))
         return max(1, n)
 
@@ -926,10 +1241,10 @@ class FakeProvider:
     def _openai_body(self, body: dict[str, Any], c: _Content) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None, "annotations": []}
         finish = "stop"
-        if c.tool is not None:
-            tid, name, args = c.tool
+        if c.tools:
             message["tool_calls"] = [{"id": tid, "type": "function",
-                                      "function": {"name": name, "arguments": self._args_str(args)}}]
+                                      "function": {"name": name, "arguments": self._args_str(args)}}
+                                     for tid, name, args in c.tools]
             finish = c.finish or "tool_calls"
         return {
             "id": f"chatcmpl-fake{self._next_id():024d}",
@@ -946,8 +1261,7 @@ class FakeProvider:
         blocks: list[dict[str, Any]] = []
         if c.text is not None:
             blocks.append({"type": "text", "text": c.text})
-        if c.tool is not None:
-            tid, name, args = c.tool
+        for tid, name, args in c.tools:
             blocks.append({"type": "tool_use", "id": tid, "name": name, "input": self._args_obj(args)})
         return {
             "id": f"msg_fake{self._next_id():024d}",
@@ -955,7 +1269,7 @@ class FakeProvider:
             "role": "assistant",
             "model": body["model"],
             "content": blocks,
-            "stop_reason": "tool_use" if c.tool is not None else "end_turn",
+            "stop_reason": "tool_use" if c.tools else "end_turn",
             "stop_sequence": None,
             "usage": self._anthropic_usage(self._input_tokens(body), self._output_tokens(c)),
         }
@@ -978,15 +1292,17 @@ class FakeProvider:
         if c.text is not None:
             events.append(chunk({"role": "assistant", "content": "", "refusal": None}))
             events.extend(chunk({"content": p}) for p in _pieces(c.text))
-        if c.tool is not None:
-            tid, name, args = c.tool
-            head = {"index": 0, "id": tid, "type": "function", "function": {"name": name, "arguments": ""}}
-            first = {"tool_calls": [head]}
-            if c.text is None:
+        # Parallel calls come one after the other, each opened by a chunk with its
+        # id and name, its arguments then streamed under the same `index`.
+        for k, (tid, name, args) in enumerate(c.tools):
+            head = {"index": k, "id": tid, "type": "function", "function": {"name": name, "arguments": ""}}
+            first: dict[str, Any] = {"tool_calls": [head]}
+            if c.text is None and k == 0:
                 first = {"role": "assistant", "content": None, "tool_calls": [head], "refusal": None}
             events.append(chunk(first))
-            events.extend(chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]})
+            events.extend(chunk({"tool_calls": [{"index": k, "function": {"arguments": p}}]})
                           for p in _pieces(self._args_str(args)))
+        if c.tools:
             finish = c.finish or "tool_calls"
         else:
             finish = "stop"
@@ -1015,8 +1331,7 @@ class FakeProvider:
                           for p in _pieces(c.text))
             events.append(ev("content_block_stop", {"type": "content_block_stop", "index": index}))
             index += 1
-        if c.tool is not None:
-            tid, name, args = c.tool
+        for tid, name, args in c.tools:
             events.append(ev("content_block_start", {"type": "content_block_start", "index": index,
                                                      "content_block": {"type": "tool_use", "id": tid,
                                                                        "name": name, "input": {}}}))
@@ -1024,8 +1339,9 @@ class FakeProvider:
                                                      "delta": {"type": "input_json_delta", "partial_json": p}})
                           for p in _pieces(json.dumps(self._args_obj(args))))
             events.append(ev("content_block_stop", {"type": "content_block_stop", "index": index}))
+            index += 1
         events.append(ev("message_delta", {"type": "message_delta",
-                                           "delta": {"stop_reason": "tool_use" if c.tool else "end_turn",
+                                           "delta": {"stop_reason": "tool_use" if c.tools else "end_turn",
                                                      "stop_sequence": None},
                                            "usage": {"output_tokens": self._output_tokens(c)}}))
         events.append(ev("message_stop", {"type": "message_stop"}))

@@ -28,6 +28,7 @@ from fake_provider import (
     StreamCut,
     Text,
     ToolCall,
+    ToolCalls,
     schema_example,
 )
 
@@ -268,6 +269,362 @@ def test_anthropic_forced_tool_default(client: httpx.Client) -> None:
     assert block["type"] == "tool_use" and block["name"] == "person"
     assert block["input"] == SCHEMA_EXAMPLE
     assert body["stop_reason"] == "tool_use"
+
+
+# ----- tool conversations --------------------------------------------------------
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "weather in a city",
+                                            "parameters": {"type": "object",
+                                                           "properties": {"city": {"type": "string"}},
+                                                           "required": ["city"]}}}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+AN_WEATHER = {"name": "get_weather", "description": "weather in a city",
+              "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+AN_TIME = {"name": "get_time", "input_schema": {"type": "object", "properties": {}}}
+
+
+def oa_error(r: httpx.Response, message: str, param: str | None, code: str | None = None) -> None:
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                  "code": code}}
+
+
+def an_error(r: httpx.Response, message: str) -> None:
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["type"] == "error" and body["request_id"].startswith("req_")
+    assert body["error"] == {"type": "invalid_request_error", "message": message}
+
+
+def oa_call(cid: str, name: str = "get_weather", args: str = '{"city": "Paris"}') -> dict[str, Any]:
+    return {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
+
+
+def oa_turns(*tail: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A chat request: the user question, then `tail`."""
+    return {"model": "gpt-4o-mini", "tools": [WEATHER, TIME],
+            "messages": [{"role": "user", "content": "weather and time in Paris?"}, *tail], **extra}
+
+
+def an_turns(*tail: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"model": "claude-sonnet-4-20250514", "max_tokens": 64, "tools": [AN_WEATHER, AN_TIME],
+            "messages": [{"role": "user", "content": "weather and time in Paris?"}, *tail], **extra}
+
+
+def an_use(tid: str, name: str = "get_weather", inp: Any = None) -> dict[str, Any]:
+    return {"type": "tool_use", "id": tid, "name": name, "input": {"city": "Paris"} if inp is None else inp}
+
+
+def an_result(tid: str, content: Any = "18C", **extra: Any) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": tid, "content": content, **extra}
+
+
+def test_tool_calls_reply_checks_its_calls() -> None:
+    with pytest.raises(TypeError):
+        ToolCalls([])
+    with pytest.raises(TypeError):
+        ToolCalls([Text("no")])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="prose"):
+        ToolCalls([ToolCall("f", text="hi")])
+    with pytest.raises(ValueError, match="duplicate"):
+        ToolCalls([ToolCall("f", id="x"), ToolCall("g", id="x")])
+
+
+def test_openai_parallel_tool_calls(fake: FakeProvider, client: httpx.Client) -> None:
+    fake.script(ToolCalls([ToolCall("get_weather", {"city": "Paris"}), ToolCall("get_time", id="call_mine")]),
+                ToolCalls([ToolCall("get_time")], text="Checking."))
+    body = client.post("/v1/chat/completions", json=oa_turns()).json()
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    first, second = choice["message"]["tool_calls"]
+    assert first["id"].startswith("call_") and second["id"] == "call_mine"
+    assert [c["type"] for c in (first, second)] == ["function", "function"]
+    assert (first["function"]["name"], json.loads(first["function"]["arguments"])) == ("get_weather",
+                                                                                       {"city": "Paris"})
+    assert (second["function"]["name"], second["function"]["arguments"]) == ("get_time", "{}")
+    body = client.post("/v1/chat/completions", json=oa_turns()).json()
+    assert body["choices"][0]["message"]["content"] == "Checking."
+    assert [c["function"]["name"] for c in body["choices"][0]["message"]["tool_calls"]] == ["get_time"]
+
+
+def test_openai_streamed_parallel_tool_calls(fake: FakeProvider, client: httpx.Client) -> None:
+    fake.script(ToolCalls([ToolCall("get_weather", {"city": "New York City"}), ToolCall("get_time", {"tz": "CET"})]))
+    events = sse(client.post("/v1/chat/completions", json=oa_turns(stream=True)).text)
+    assert events[-1][1] == "[DONE]"
+    chunks = [json.loads(d) for _, d in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    heads: dict[int, dict[str, Any]] = {}
+    args: dict[int, str] = {}
+    for c in chunks:
+        for tc in c["choices"][0]["delta"].get("tool_calls", []):
+            if "id" in tc:
+                heads[tc["index"]] = tc
+            args[tc["index"]] = args.get(tc["index"], "") + tc["function"].get("arguments", "")
+    assert sorted(heads) == [0, 1]
+    assert [heads[k]["function"]["name"] for k in (0, 1)] == ["get_weather", "get_time"]
+    assert heads[0]["id"] != heads[1]["id"]
+    assert json.loads(args[0]) == {"city": "New York City"} and json.loads(args[1]) == {"tz": "CET"}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_openai_two_round_tool_conversation(fake: FakeProvider, client: httpx.Client) -> None:
+    fake.script(ToolCalls([ToolCall("get_weather", {"city": "Paris"}), ToolCall("get_time")]), Text("18C, noon"))
+    req = oa_turns()
+    msg = client.post("/v1/chat/completions", json=req).json()["choices"][0]["message"]
+    w, t = (c["id"] for c in msg["tool_calls"])
+    # The assistant message goes back as received; the answers may come in any order.
+    req["messages"] += [msg, {"role": "tool", "tool_call_id": t, "content": [{"type": "text", "text": "noon"}]},
+                        {"role": "tool", "tool_call_id": w, "content": "18C"}]
+    r = client.post("/v1/chat/completions", json=req)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "18C, noon"
+    assert fake.requests[-1].tool_results() == [(t, "noon", False), (w, "18C", False)]
+    assert fake.requests[0].tool_results() == []
+    # A later round (tool messages behind us, a new user question) is fine too.
+    req["messages"] += [{"role": "assistant", "content": "18C, noon"}, {"role": "user", "content": "thanks"}]
+    assert client.post("/v1/chat/completions", json=req).json()["choices"][0]["message"]["content"] \
+        == "echo: thanks"
+
+
+def test_openai_tool_name_must_match_pattern(fake: FakeProvider, client: httpx.Client) -> None:
+    fake.script(Text("kept"))
+    bad = {"type": "function", "function": {"name": "get weather", "parameters": {"type": "object"}}}
+    r = client.post("/v1/chat/completions", json=oa(tools=[bad]))
+    oa_error(r, "Invalid 'tools[0].function.name': string does not match pattern. Expected a string that "
+             "matches the pattern '^[a-zA-Z0-9_-]+$'.", "tools[0].function.name", "invalid_value")
+    r = client.post("/v1/chat/completions", json=oa(tools=[WEATHER, {**bad, "function": {"name": "x" * 65}}]))
+    oa_error(r, "Invalid 'tools[1].function.name': string too long. Expected a string with maximum length 64, "
+             "but got a string with length 65 instead.", "tools[1].function.name", "string_above_max_length")
+    r = client.post("/v1/chat/completions", json=oa(tools=[{"type": "function", "function": {}}]))
+    oa_error(r, "Missing required parameter: 'tools[0].function.name'.", "tools[0].function.name",
+             "missing_required_parameter")
+    assert fake.script_remaining == 1  # refused requests do not consume the script
+    ok = {"type": "function", "function": {"name": "A-z_0-9" + "x" * 57}}
+    r = client.post("/v1/chat/completions", json=oa(tools=[ok]))
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "kept"
+
+
+def test_openai_tool_message_needs_preceding_tool_calls(client: httpx.Client) -> None:
+    msg = ("Invalid parameter: messages with role 'tool' must be a response to a preceeding message with "
+           "'tool_calls'.")
+    r = client.post("/v1/chat/completions", json=oa_turns({"role": "tool", "tool_call_id": "call_1",
+                                                           "content": "18C"}))
+    oa_error(r, msg, "messages.[1].role")
+    # After a plain assistant message, and after the tool block has ended.
+    r = client.post("/v1/chat/completions", json=oa_turns(
+        {"role": "assistant", "content": "let me see"}, {"role": "tool", "tool_call_id": "call_1", "content": "x"}))
+    oa_error(r, msg, "messages.[2].role")
+    r = client.post("/v1/chat/completions", json=oa_turns(
+        {"role": "assistant", "content": None, "tool_calls": [oa_call("call_1")]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+        {"role": "user", "content": "and?"},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C"}))
+    oa_error(r, msg, "messages.[4].role")
+
+
+def test_openai_tool_call_id_must_be_one_of_the_calls(client: httpx.Client) -> None:
+    r = client.post("/v1/chat/completions", json=oa_turns(
+        {"role": "assistant", "content": None, "tool_calls": [oa_call("call_1")]},
+        {"role": "tool", "tool_call_id": "call_2", "content": "18C"}))
+    oa_error(r, "Invalid parameter: 'tool_call_id' of 'call_2' not found in 'tool_calls' of previous message.",
+             "messages.[2].tool_call_id")
+
+
+def test_openai_every_tool_call_needs_an_answer(client: httpx.Client) -> None:
+    calls = {"role": "assistant", "content": None,
+             "tool_calls": [oa_call("call_a"), oa_call("call_b", "get_time", "{}"), oa_call("call_c")]}
+    r = client.post("/v1/chat/completions", json=oa_turns(
+        calls, {"role": "tool", "tool_call_id": "call_b", "content": "noon"}, {"role": "user", "content": "?"}))
+    oa_error(r, "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+             "'tool_call_id'. The following tool_call_ids did not have response messages: call_a, call_c",
+             "messages.[1].role")
+    # Unanswered at the end of the conversation too.
+    r = client.post("/v1/chat/completions", json=oa_turns(calls))
+    oa_error(r, "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+             "'tool_call_id'. The following tool_call_ids did not have response messages: call_a, call_b, "
+             "call_c", "messages.[1].role")
+
+
+def test_openai_tool_message_shapes(client: httpx.Client) -> None:
+    call = {"role": "assistant", "content": None, "tool_calls": [oa_call("call_1")]}
+    r = client.post("/v1/chat/completions", json=oa_turns(call, {"role": "tool", "content": "18C"}))
+    oa_error(r, "Missing parameter 'tool_call_id': messages with role 'tool' must have a 'tool_call_id'.",
+             "messages.[2].tool_call_id")
+    r = client.post("/v1/chat/completions", json=oa_turns(call, {"role": "tool", "tool_call_id": "call_1"}))
+    oa_error(r, "Missing required parameter: 'messages[2].content'.", "messages[2].content",
+             "missing_required_parameter")
+    r = client.post("/v1/chat/completions", json=oa_turns(call, {"role": "tool", "tool_call_id": "call_1",
+                                                                 "content": {"temp": 18}}))
+    oa_error(r, "Invalid type for 'messages[2].content': expected one of a string or array of objects, but got "
+             "object instead.", "messages[2].content", "invalid_type")
+    image = {"type": "image_url", "image_url": {"url": "http://x/y.png"}}
+    r = client.post("/v1/chat/completions", json=oa_turns(call, {"role": "tool", "tool_call_id": "call_1",
+                                                                 "content": [image]}))
+    oa_error(r, "Invalid value: 'image_url'. Supported values are: 'text'.", "messages[2].content[0].type",
+             "invalid_value")
+    # The arguments of a call sent back must stay the JSON *string* the API gave.
+    dict_args = {"role": "assistant", "content": None,
+                 "tool_calls": [{"id": "call_1", "type": "function",
+                                 "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}
+    r = client.post("/v1/chat/completions", json=oa_turns(dict_args, {"role": "tool", "tool_call_id": "call_1",
+                                                                      "content": "18C"}))
+    oa_error(r, "Invalid type for 'messages[1].tool_calls[0].function.arguments': expected a string, but got "
+             "object instead.", "messages[1].tool_calls[0].function.arguments", "invalid_type")
+
+
+def test_anthropic_parallel_tool_calls(fake: FakeProvider, client: httpx.Client) -> None:
+    fake.script(ToolCalls([ToolCall("get_weather", {"city": "Paris"}), ToolCall("get_time", id="toolu_mine")],
+                          text="Let me check both."))
+    body = client.post("/v1/messages", headers=AV, json=an_turns()).json()
+    assert body["stop_reason"] == "tool_use"
+    text, w, t = body["content"]
+    assert text == {"type": "text", "text": "Let me check both."}
+    assert w["type"] == "tool_use" and w["id"].startswith("toolu_")
+    assert (w["name"], w["input"]) == ("get_weather", {"city": "Paris"})
+    assert t == {"type": "tool_use", "id": "toolu_mine", "name": "get_time", "input": {}}
+
+
+def test_anthropic_streamed_parallel_tool_calls(fake: FakeProvider, client: httpx.Client) -> None:
+    fake.script(ToolCalls([ToolCall("get_weather", {"city": "New York City"}), ToolCall("get_time", {"tz": "CET"})],
+                          text="On it."))
+    datas = [json.loads(d) for _, d in sse(client.post("/v1/messages", headers=AV, json=an_turns(stream=True)).text)]
+    starts = [d for d in datas if d["type"] == "content_block_start"]
+    assert [(d["index"], d["content_block"]["type"]) for d in starts] == [(0, "text"), (1, "tool_use"),
+                                                                           (2, "tool_use")]
+    assert [d["content_block"]["name"] for d in starts[1:]] == ["get_weather", "get_time"]
+    assert starts[1]["content_block"]["id"] != starts[2]["content_block"]["id"]
+    partial = {1: "", 2: ""}
+    for d in datas:
+        if d["type"] == "content_block_delta" and d["delta"]["type"] == "input_json_delta":
+            partial[d["index"]] += d["delta"]["partial_json"]
+    assert json.loads(partial[1]) == {"city": "New York City"} and json.loads(partial[2]) == {"tz": "CET"}
+    assert sorted(d["index"] for d in datas if d["type"] == "content_block_stop") == [0, 1, 2]
+    assert next(d for d in datas if d["type"] == "message_delta")["delta"]["stop_reason"] == "tool_use"
+
+
+def test_anthropic_two_round_tool_conversation(fake: FakeProvider, client: httpx.Client) -> None:
+    fake.script(ToolCalls([ToolCall("get_weather", {"city": "Paris"}), ToolCall("get_time")], text="Checking."))
+    req = an_turns()
+    reply = client.post("/v1/messages", headers=AV, json=req).json()
+    w, t = (b["id"] for b in reply["content"] if b["type"] == "tool_use")
+    req["messages"] += [
+        {"role": "assistant", "content": reply["content"]},
+        {"role": "user", "content": [an_result(t, [{"type": "text", "text": "clock"},
+                                                   {"type": "text", "text": "broken"}], is_error=True),
+                                     an_result(w, "18C"),
+                                     {"type": "text", "text": "be quick"}]},
+    ]
+    r = client.post("/v1/messages", headers=AV, json=req)
+    assert r.status_code == 200, r.text
+    assert r.json()["content"][0]["text"].startswith("echo: ")
+    assert fake.requests[-1].tool_results() == [(t, "clock broken", True), (w, "18C", False)]
+    assert fake.requests[0].tool_results() == []
+
+
+def test_anthropic_tool_name_must_match_pattern(client: httpx.Client) -> None:
+    r = client.post("/v1/messages", headers=AV, json=an(tools=[{**AN_WEATHER, "name": "get.weather"}]))
+    an_error(r, "tools.0.custom.name: String should match pattern '^[a-zA-Z0-9_-]{1,64}$'")
+    r = client.post("/v1/messages", headers=AV, json=an(tools=[AN_TIME, {**AN_WEATHER, "name": "x" * 65}]))
+    an_error(r, "tools.1.custom.name: String should match pattern '^[a-zA-Z0-9_-]{1,64}$'")
+    r = client.post("/v1/messages", headers=AV, json=an(tools=[{"name": "no_schema"}]))
+    an_error(r, "tools.0.custom.input_schema: Field required")
+    r = client.post("/v1/messages", headers=AV, json=an(tools=[{**AN_WEATHER, "name": "x" * 64}]))
+    assert r.status_code == 200
+
+
+def test_anthropic_tool_use_needs_results_right_after(client: httpx.Client) -> None:
+    both = {"role": "assistant", "content": [{"type": "text", "text": "Checking."}, an_use("toolu_a"),
+                                             an_use("toolu_b", "get_time", {})]}
+
+    def msg(i: int, ids: str) -> str:
+        return (f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: {ids}. "
+                "Each `tool_use` block must have a corresponding `tool_result` block in the next message.")
+
+    r = client.post("/v1/messages", headers=AV, json=an_turns(both, {"role": "user", "content": "well?"}))
+    an_error(r, msg(1, "toolu_a, toolu_b"))
+    r = client.post("/v1/messages", headers=AV, json=an_turns(
+        both, {"role": "user", "content": [an_result("toolu_b", "noon")]}))
+    an_error(r, msg(1, "toolu_a"))
+    # The results must be in the very next message, not split over two.
+    r = client.post("/v1/messages", headers=AV, json=an_turns(
+        both, {"role": "user", "content": [an_result("toolu_a")]},
+        {"role": "user", "content": [an_result("toolu_b", "noon")]}))
+    an_error(r, msg(1, "toolu_b"))
+    # Nor may the conversation end on unanswered calls.
+    r = client.post("/v1/messages", headers=AV, json=an_turns(both))
+    an_error(r, msg(1, "toolu_a, toolu_b"))
+
+
+def test_anthropic_tool_results_come_before_text(client: httpx.Client) -> None:
+    use = {"role": "assistant", "content": [an_use("toolu_a")]}
+    r = client.post("/v1/messages", headers=AV, json=an_turns(
+        use, {"role": "user", "content": [{"type": "text", "text": "here:"}, an_result("toolu_a")]}))
+    an_error(r, "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_a. "
+             "Each `tool_use` block must have a corresponding `tool_result` block in the next message.")
+    r = client.post("/v1/messages", headers=AV, json=an_turns(
+        use, {"role": "user", "content": [an_result("toolu_a"), {"type": "text", "text": "here:"}]}))
+    assert r.status_code == 200
+
+
+def test_anthropic_unexpected_tool_result(client: httpx.Client) -> None:
+    def msg(at: str, tid: str) -> str:
+        return (f"{at}: unexpected `tool_use_id` found in `tool_result` blocks: {tid}. Each `tool_result` block "
+                "must have a corresponding `tool_use` block in the previous message.")
+
+    req = an_turns()
+    req["messages"] = [{"role": "user", "content": [an_result("toolu_x")]}]
+    an_error(client.post("/v1/messages", headers=AV, json=req), msg("messages.0.content.0", "toolu_x"))
+    r = client.post("/v1/messages", headers=AV, json=an_turns(
+        {"role": "assistant", "content": [an_use("toolu_a")]},
+        {"role": "user", "content": [an_result("toolu_a"), an_result("toolu_zz")]}))
+    an_error(r, msg("messages.2.content.1", "toolu_zz"))
+    # A result answering a call from an earlier turn is unexpected too.
+    r = client.post("/v1/messages", headers=AV, json=an_turns(
+        {"role": "assistant", "content": [an_use("toolu_a")]},
+        {"role": "user", "content": [an_result("toolu_a")]},
+        {"role": "assistant", "content": "18C in Paris."},
+        {"role": "user", "content": [an_result("toolu_a")]}))
+    an_error(r, msg("messages.4.content.0", "toolu_a"))
+
+
+def test_anthropic_tool_use_input_must_be_an_object(client: httpx.Client) -> None:
+    r = client.post("/v1/messages", headers=AV, json=an_turns(
+        {"role": "assistant", "content": [an_use("toolu_a", inp='{"city": "Paris"}')]},
+        {"role": "user", "content": [an_result("toolu_a")]}))
+    an_error(r, "messages.1.content.0.tool_use.input: Input should be a valid dictionary")
+
+
+def test_anthropic_tool_choice(fake: FakeProvider, client: httpx.Client) -> None:
+    person = {"name": "person", "description": "the answer", "input_schema": SCHEMA}
+    # "any": the default reply calls the LAST tool (where our adapter puts its output tool).
+    r = client.post("/v1/messages", headers=AV, json=an(tools=[AN_WEATHER, person], tool_choice={"type": "any"}))
+    assert r.status_code == 200
+    body = r.json()
+    (block,) = body["content"]
+    assert (block["type"], block["name"], block["input"]) == ("tool_use", "person", SCHEMA_EXAMPLE)
+    assert block["id"].startswith("toolu_") and body["stop_reason"] == "tool_use"
+    # A scripted JsonObject goes to that tool as well; a scripted ToolCall still wins.
+    fake.script(JsonObject({"name": "Ada"}), ToolCall("get_weather", {"city": "Rome"}))
+    body = client.post("/v1/messages", headers=AV, json=an(tools=[AN_WEATHER, person],
+                                                           tool_choice={"type": "any"})).json()
+    assert [(b["name"], b["input"]) for b in body["content"]] == [("person", {"name": "Ada"})]
+    body = client.post("/v1/messages", headers=AV, json=an(tools=[AN_WEATHER, person],
+                                                           tool_choice={"type": "any"})).json()
+    assert [(b["name"], b["input"]) for b in body["content"]] == [("get_weather", {"city": "Rome"})]
+    # "auto" with tools: the model may just talk.
+    body = client.post("/v1/messages", headers=AV, json=an(tools=[AN_WEATHER], tool_choice={"type": "auto"})).json()
+    assert body["content"] == [{"type": "text", "text": "echo: hello fake world"}]
+    assert body["stop_reason"] == "end_turn"
+    # Without tools, only "none" is accepted.
+    for choice in ({"type": "any"}, {"type": "auto"}):
+        an_error(client.post("/v1/messages", headers=AV, json=an(tool_choice=choice)),
+                 "tool_choice may only be specified while providing tools.")
+        an_error(client.post("/v1/messages", headers=AV, json=an(tools=[], tool_choice=choice)),
+                 "tool_choice may only be specified while providing tools.")
+    assert client.post("/v1/messages", headers=AV, json=an(tool_choice={"type": "none"})).status_code == 200
+    an_error(client.post("/v1/messages", headers=AV, json=an(tools=[AN_WEATHER], tool_choice={"type": "required"})),
+             "tool_choice: Input tag 'required' found using 'type' does not match any of the expected tags: "
+             "'auto', 'any', 'tool', 'none'")
 
 
 # ----- faults -------------------------------------------------------------------

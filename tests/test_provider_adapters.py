@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,8 +24,10 @@ from concerto.vm.providers.base import (
     ProviderError,
     StreamDelta,
     StructuredOutput,
+    ToolCall,
     ToolSpec,
 )
+from concerto.vm.providers.mock import MockConfigError, MockProvider
 from concerto.vm.providers.headers import go_duration, merge_headers, retry_after_seconds
 from concerto.vm.schema import normalize_for_anthropic, normalize_for_openai, openai_strict_supported
 
@@ -75,7 +78,8 @@ def fail(fn: Any, *args: Any) -> ProviderError:
 
 def test_both_modules_offer_the_same_surface() -> None:
     for module in (openai, anthropic):
-        for name in ("build_request", "parse_response", "classify_error", "StreamParser", "DEFAULT_BASE_URL"):
+        for name in ("build_request", "parse_response", "reply_parser", "classify_error", "StreamParser",
+                     "DEFAULT_BASE_URL"):
             assert hasattr(module, name), (module.NAME, name)
     assert openai.DEFAULT_BASE_URL == "https://api.openai.com/v1"
     assert anthropic.DEFAULT_BASE_URL == "https://api.anthropic.com"
@@ -436,12 +440,127 @@ def test_anthropic_drops_empty_turns_and_trims_a_trailing_prefill() -> None:
 
 
 def test_anthropic_structured_output_is_a_forced_tool() -> None:
-    req = chat(("user", "Who wrote Dune?"), tools=[WEATHER], structured=StructuredOutput("lib::Person", PERSON))
+    req = chat(("user", "Who wrote Dune?"), structured=StructuredOutput("lib::Person", PERSON))
+    body = anthropic.build_request(req, Endpoint(anthropic.DEFAULT_BASE_URL, ANTHROPIC_KEY)).body
+    assert [t["name"] for t in body["tools"]] == ["lib__Person"]
+    assert body["tools"][0]["input_schema"] == normalize_for_anthropic(PERSON)
+    assert body["tools"][0]["input_schema"]["type"] == "object" and "title" not in body["tools"][0]["input_schema"]
+    assert body["tool_choice"] == {"type": "tool", "name": "lib__Person"}
+
+
+def test_anthropic_structured_output_next_to_user_tools_lets_the_model_pick_any_tool() -> None:
+    req = chat(("user", "Dress for Paris?"), tools=[WEATHER], structured=StructuredOutput("lib::Person", PERSON))
     body = anthropic.build_request(req, Endpoint(anthropic.DEFAULT_BASE_URL, ANTHROPIC_KEY)).body
     assert [t["name"] for t in body["tools"]] == ["get_weather", "lib__Person"]
     assert body["tools"][1]["input_schema"] == normalize_for_anthropic(PERSON)
-    assert body["tools"][1]["input_schema"]["type"] == "object" and "title" not in body["tools"][1]["input_schema"]
-    assert body["tool_choice"] == {"type": "tool", "name": "lib__Person"}
+    # Forcing lib__Person would make get_weather uncallable; "any" still forbids plain text.
+    assert body["tool_choice"] == {"type": "any"}
+
+
+# ---------------------------------------------------------------------------
+# Both: a tool-calling conversation
+# ---------------------------------------------------------------------------
+
+PARIS = ToolCall("call_1", "get_weather", {"city": "Paris"})
+ROME = ToolCall("call_2", "get_weather", {"city": "Rome"})
+# system, user, the model's two tool calls, one result, one failure, a follow-up.
+TOOL_CONVERSATION = [
+    ChatMessage("system", "Use the tools."),
+    ChatMessage("user", "Weather in Paris and Rome?"),
+    ChatMessage("assistant", "", tool_calls=(PARIS, ROME)),
+    ChatMessage("tool", "18C, sunny", tool_call_id="call_1"),
+    ChatMessage("tool", "weather service unreachable", tool_call_id="call_2", is_error=True),
+    ChatMessage("user", "Summarise in one line."),
+]
+
+
+def conversation(messages: list[ChatMessage], **kw: Any) -> dict[str, Any]:
+    module = kw.pop("module")
+    return module.build_request(ChatRequest(model="m", messages=messages, tools=[WEATHER], **kw),
+                                Endpoint("https://h", None)).body
+
+
+def test_chat_message_is_still_built_from_role_and_content_alone() -> None:
+    m = ChatMessage("user", "hi")
+    assert (m.role, m.content, m.tool_calls, m.tool_call_id, m.is_error) == ("user", "hi", (), None, False)
+
+
+def test_openai_tool_conversation_body() -> None:
+    assert conversation(TOOL_CONVERSATION, module=openai)["messages"] == [
+        {"role": "system", "content": "Use the tools."},
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+            {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}},
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C, sunny"},
+        # OpenAI has no error flag: the text is all the model gets.
+        {"role": "tool", "tool_call_id": "call_2", "content": "weather service unreachable"},
+        {"role": "user", "content": "Summarise in one line."},
+    ]
+
+
+def test_openai_assistant_prose_next_to_tool_calls_is_kept() -> None:
+    messages = [ChatMessage("user", "q"), ChatMessage("assistant", "Checking.", tool_calls=(PARIS,))]
+    [_, turn] = conversation(messages, module=openai)["messages"]
+    assert turn["content"] == "Checking." and [c["id"] for c in turn["tool_calls"]] == ["call_1"]
+
+
+def test_openai_json_note_check_copes_with_a_tool_call_turn_without_content() -> None:
+    body = conversation(TOOL_CONVERSATION, module=openai, structured=StructuredOutput("Scores", SCORES))
+    assert body["response_format"] == {"type": "json_object"}
+    assert body["messages"][-1] == {"role": "system", "content": openai.JSON_NOTE}
+
+
+def test_anthropic_tool_conversation_body() -> None:
+    body = conversation(TOOL_CONVERSATION, module=anthropic)
+    assert body["system"] == "Use the tools."
+    assert body["messages"] == [
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        # No text block: the turn's text is empty, but the turn is never dropped.
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},
+            {"type": "tool_use", "id": "call_2", "name": "get_weather", "input": {"city": "Rome"}},
+        ]},
+        # Both results and the follow-up in one user turn, results first.
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "call_1", "content": "18C, sunny"},
+            {"type": "tool_result", "tool_use_id": "call_2", "content": "weather service unreachable",
+             "is_error": True},
+            {"type": "text", "text": "Summarise in one line."},
+        ]},
+    ]
+
+
+def test_anthropic_assistant_prose_and_text_merges_next_to_blocks() -> None:
+    messages = [ChatMessage("user", "q"), ChatMessage("assistant", "Let me see."),
+                ChatMessage("assistant", "Checking.", tool_calls=(PARIS,)),
+                ChatMessage("tool", "18C", tool_call_id="call_1"), ChatMessage("user", "  "),
+                ChatMessage("assistant", "It is 18C. "), ChatMessage("user", "Thanks"), ChatMessage("user", "Bye")]
+    assert conversation(messages, module=anthropic)["messages"] == [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Let me see."}, {"type": "text", "text": "Checking."},
+            {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "18C"}]},
+        {"role": "assistant", "content": "It is 18C. "},  # not the last turn: no trimming
+        {"role": "user", "content": "Thanks\n\nBye"},  # plain turns keep the plain shape
+    ]
+
+
+def test_anthropic_tool_results_go_before_user_text_in_a_merged_turn() -> None:
+    messages = [ChatMessage("assistant", "", tool_calls=(PARIS,)), ChatMessage("user", "also this"),
+                ChatMessage("tool", "18C", tool_call_id="call_1")]
+    turns = conversation(messages, module=anthropic)["messages"]
+    assert turns[0] == {"role": "user", "content": anthropic.LEAD_IN}
+    assert [b["type"] for b in turns[2]["content"]] == ["tool_result", "text"]
+
+
+def test_anthropic_trailing_prefill_after_tool_use_is_trimmed_in_its_last_text_block() -> None:
+    messages = [ChatMessage("user", "q"), ChatMessage("assistant", "", tool_calls=(PARIS,)),
+                ChatMessage("assistant", "So:\n ")]
+    last = conversation(messages, module=anthropic)["messages"][-1]
+    assert last["content"][-1] == {"type": "text", "text": "So:"}
 
 
 # ---------------------------------------------------------------------------
@@ -514,11 +633,49 @@ def test_anthropic_forced_tool_reply_is_the_structured_answer() -> None:
     assert (done.tokens_in, done.tokens_out) == (410, 31)
 
 
-def test_anthropic_structured_tool_by_name() -> None:
+def test_anthropic_structured_tool_by_name_is_left_out_of_the_calls_to_run() -> None:
     reply = dict(ANTHROPIC_TOOL_REPLY, content=ANTHROPIC_TOOL_REPLY["content"] + ANTHROPIC_FORCED_REPLY["content"])
     done = anthropic.parse_response(200, {}, raw(reply), structured_tool="Person")
-    assert done.structured["name"] == "Frank Herbert" and len(done.tool_calls) == 2
-    assert anthropic.parse_response(200, {}, raw(reply), structured_tool="Other").structured is None
+    assert done.structured == {"name": "Frank Herbert", "age": 65, "note": "ünïcode"}
+    assert [(c.id, c.name) for c in done.tool_calls] == [("toolu_01A09q90qw90lq917835lq9", "get_weather")]
+    other = anthropic.parse_response(200, {}, raw(reply), structured_tool="Other")
+    assert other.structured is None and [c.name for c in other.tool_calls] == ["get_weather", "Person"]
+
+
+def test_anthropic_named_output_tool_alone_leaves_no_calls_to_run() -> None:
+    done = anthropic.parse_response(200, {}, raw(ANTHROPIC_FORCED_REPLY), structured_tool="Person")
+    assert done.structured["name"] == "Frank Herbert" and done.tool_calls == []
+
+
+def test_anthropic_heuristic_without_a_name_keeps_the_call() -> None:
+    # parse_response without structured_tool cannot know the call is the answer,
+    # so it reports both (today's behaviour, kept for callers that do not say).
+    done = anthropic.parse_response(200, {}, raw(ANTHROPIC_FORCED_REPLY))
+    assert done.structured["age"] == 65 and [c.name for c in done.tool_calls] == ["Person"]
+
+
+def test_anthropic_reply_parser_names_the_output_tool_of_a_structured_request() -> None:
+    reply = dict(ANTHROPIC_FORCED_REPLY, content=[
+        {"type": "tool_use", "id": "toolu_w", "name": "get_weather", "input": {"city": "Paris"}},
+        {"type": "tool_use", "id": "toolu_o", "name": "lib__Person", "input": {"name": "Ann"}}])
+    structured = chat(("user", "q"), tools=[WEATHER], structured=StructuredOutput("lib::Person", PERSON))
+    done = anthropic.reply_parser(structured)(200, {}, raw(reply))
+    assert done.structured == {"name": "Ann"} and done.text == '{"name":"Ann"}'
+    assert [c.id for c in done.tool_calls] == ["toolu_w"]
+
+
+def test_anthropic_reply_parser_of_a_plain_request_never_takes_a_call_for_an_answer() -> None:
+    lone_call = dict(ANTHROPIC_FORCED_REPLY, content=[
+        {"type": "tool_use", "id": "toolu_w", "name": "get_weather", "input": {"city": "Paris"}}])
+    done = anthropic.reply_parser(chat(("user", "q"), tools=[WEATHER]))(200, {}, raw(lone_call))
+    assert done.structured is None and done.text == ""
+    assert [(c.id, c.arguments) for c in done.tool_calls] == [("toolu_w", {"city": "Paris"})]
+
+
+def test_openai_reply_parser_is_parse_response() -> None:
+    req = chat(("user", "q"), structured=StructuredOutput("Person", PERSON))
+    assert openai.reply_parser(req) is openai.parse_response
+    assert openai.reply_parser(req)(200, {}, raw(OPENAI_TOOL_REPLY)).tool_calls[0].name == "get_weather"
 
 
 def test_anthropic_refusal_is_a_content_filter() -> None:
@@ -858,3 +1015,60 @@ def test_go_duration(text: str, seconds: float | None) -> None:
 def test_merge_headers() -> None:
     assert merge_headers({"A": "1", "B": "2"}, {"b": "3", "C": "4"}) == {"A": "1", "b": "3", "C": "4"}
     assert merge_headers({"A": "1"}, {}) == {"A": "1"}
+
+
+# ---------------------------------------------------------------------------
+# Mock provider: scripted tool calls
+# ---------------------------------------------------------------------------
+
+def mock_with(tmp_path: Path, replies: Any) -> MockProvider:
+    path = tmp_path / "replies.json"
+    path.write_text(json.dumps(replies), encoding="utf-8")
+    return MockProvider(str(path))
+
+
+def test_mock_scripted_tool_calls_round_trip(tmp_path: Path) -> None:
+    mock = mock_with(tmp_path, [
+        {"tool_calls": [{"name": "Calculator__add", "arguments": {"a": 1, "b": 2}, "id": "c1"},
+                        {"name": "Clock__now"}], "text": "Let me compute."},
+        {"tool_calls": [{"name": "Calculator__add", "arguments": {"a": 3, "b": 4}}]},
+        "It is 3.",
+    ])
+    req = chat(("user", "1+2?"))
+    first = mock.complete(req, "M")
+    assert first.text == "Let me compute." and first.finish_reason == "tool_calls"
+    assert first.tool_calls == [ToolCall("c1", "Calculator__add", {"a": 1, "b": 2}),
+                                ToolCall("mock_call_2", "Clock__now", {})]
+    second = mock.complete(req, "M")
+    assert second.text == "" and second.tool_calls == [ToolCall("mock_call_3", "Calculator__add", {"a": 3, "b": 4})]
+    last = mock.complete(req, "M")
+    assert (last.text, last.tool_calls, last.finish_reason) == ("It is 3.", [], "stop")
+
+
+def test_mock_with_an_empty_queue_never_invents_tool_calls(tmp_path: Path) -> None:
+    done = MockProvider().complete(chat(("user", "q"), tools=[WEATHER]), "M")
+    assert done.tool_calls == [] and done.text == "mock reply to: q"
+
+
+@pytest.mark.parametrize("reply, where, problem", [
+    ({"tool_calls": [{"name": 5}]}, "replies[2].tool_calls[0].name", "expected a string"),
+    ({"tool_calls": [{"name": "f", "arguments": [1]}]}, "replies[2].tool_calls[0].arguments", "expected an object"),
+    ({"tool_calls": [{"name": "f", "id": 7}]}, "replies[2].tool_calls[0].id", "expected a string"),
+    ({"tool_calls": [{"name": "f", "args": {}}]}, "replies[2].tool_calls[0]", "unknown field 'args'"),
+    ({"tool_calls": ["f"]}, "replies[2].tool_calls[0]", "expected an object"),
+    ({"tool_calls": []}, "replies[2].tool_calls", "expected a non-empty list"),
+    ({"tool_calls": {"name": "f"}}, "replies[2].tool_calls", "expected a non-empty list"),
+    ({"tool_calls": [{"name": "f"}], "text": 3}, "replies[2].text", "expected a string"),
+    ({"tool_calls": [{"name": "f"}], "json": {}}, "replies[2]",
+     "a reply needs exactly one of text, json, error or tool_calls"),
+])
+def test_mock_bad_tool_call_shapes_name_the_entry(tmp_path: Path, reply: Any, where: str, problem: str) -> None:
+    with pytest.raises(MockConfigError) as info:
+        mock_with(tmp_path, ["a", "b", reply])
+    # The message starts with the file and the entry; some add a hint after the problem.
+    assert str(info.value).startswith(f"{tmp_path / 'replies.json'}: {where}: {problem}")
+
+
+def test_mock_per_model_tool_calls_name_their_model(tmp_path: Path) -> None:
+    with pytest.raises(MockConfigError, match=r"models\.Agent\[0\]\.tool_calls\[1\]\.name: expected a string"):
+        mock_with(tmp_path, {"models": {"Agent": [{"tool_calls": [{"name": "ok"}, {}]}]}})

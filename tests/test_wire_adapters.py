@@ -13,12 +13,23 @@ import pytest
 from concerto import ir
 from concerto.compiler import compile_source
 from concerto.compiler.manifest import Manifest
+from concerto.vm.connections import CallOptions, ConnectionManager
 from concerto.vm.loader import load_bytes
 from concerto.vm.models import build_runtime
 from concerto.vm.providers import anthropic, openai
-from concerto.vm.providers.base import ChatMessage, ChatRequest, Endpoint, ProviderError, StructuredOutput
+from concerto.vm.providers.base import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    Endpoint,
+    ProviderError,
+    StructuredOutput,
+    ToolCall,
+    ToolSpec,
+)
 from concerto.vm.providers.headers import go_duration, retry_after_seconds
 from concerto.vm.values import Ok
+from tests import fake_provider
 from tests.fake_provider import FakeProvider
 
 KEY = "sk-SECRET-key"
@@ -183,3 +194,56 @@ def test_concurrent_requests_are_shared_by_every_model_on_a_connection() -> None
         snap = runtime.manager.metrics.snapshot()
         assert snap["connections"]["shared"]["calls"] == 12
         assert snap["models"]["A"]["calls"] == snap["models"]["B"]["calls"] == 6
+
+
+def complete_on(fake: FakeProvider, provider: str, req: ChatRequest) -> Completion:
+    """One call through the connection manager (the path the runtime takes)."""
+    base = fake.anthropic_base_url if provider == "anthropic" else fake.openai_base_url
+    manager = ConnectionManager({"c": ir.ConnectionConfig(provider=provider, api_key_env="K", base_url=base)},
+                                environ={"K": "k"})
+
+    async def main() -> Completion:
+        try:
+            return await manager.complete("c", req, CallOptions("M", 5.0))
+        finally:
+            await manager.aclose()
+
+    return anyio.run(main)
+
+
+ADD = ToolSpec("Calculator__add", "Add two numbers",
+               {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}})
+
+
+def test_anthropic_structured_reply_through_the_manager_leaves_only_user_calls_to_run() -> None:
+    with FakeProvider() as fake:
+        fake.script(fake_provider.ToolCalls([fake_provider.ToolCall("Calculator__add", {"a": 1, "b": 2}, id="t1"),
+                                             fake_provider.ToolCall("Out", {"a": "x"}, id="t2")]))
+        done = complete_on(fake, "anthropic", request(tools=[ADD], structured=StructuredOutput("Out", SCHEMA)))
+        assert fake.requests[-1].body["tool_choice"] == {"type": "any"}
+    assert done.structured == {"a": "x"}
+    assert done.tool_calls == [ToolCall("t1", "Calculator__add", {"a": 1, "b": 2})]
+
+
+def test_anthropic_plain_request_through_the_manager_never_guesses_a_structured_answer() -> None:
+    with FakeProvider() as fake:
+        fake.script(fake_provider.ToolCall("Calculator__add", {"a": 1, "b": 2}, id="t1"))
+        done = complete_on(fake, "anthropic", request(tools=[ADD]))
+    assert done.structured is None and done.text == ""
+    assert done.tool_calls == [ToolCall("t1", "Calculator__add", {"a": 1, "b": 2})]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_tool_conversation_is_accepted_and_its_results_arrive(provider: str) -> None:
+    call = ToolCall("t1", "Calculator__add", {"a": 1, "b": 2})
+    messages = [ChatMessage("system", "Use tools."), ChatMessage("user", "1+2?"),
+                ChatMessage("assistant", "", tool_calls=(call,)),
+                ChatMessage("tool", "division by zero", tool_call_id="t1", is_error=True),
+                ChatMessage("user", "And now?")]
+    with FakeProvider() as fake:
+        fake.script(fake_provider.Text("It failed."))
+        done = complete_on(fake, provider, request(messages=messages, tools=[ADD]))
+        results = fake.requests[-1].tool_results()
+    assert done.text == "It failed."
+    # OpenAI's format has no error flag, so only Anthropic carries it.
+    assert results == [("t1", "division by zero", provider == "anthropic")]

@@ -189,7 +189,7 @@ class ConnectionManager:
             raise ProviderError("invalid_response", f"{conn.name}: {type(e).__name__} from {_origin(call.url)}") from None
         if resp.status_code >= 400:
             raise conn.adapter.classify_error(resp.status_code, resp.headers, resp.content)
-        return conn.adapter.parse_response(resp.status_code, resp.headers, resp.content)
+        return conn.adapter.reply_parser(req)(resp.status_code, resp.headers, resp.content)
 
     async def stream(self, connection: str, req: ChatRequest, opts: CallOptions,
                      deliver: Callable[[StreamDelta | BaseException], Awaitable[None]]) -> None:

@@ -5,15 +5,22 @@ The API differs from OpenAI's in ways build_request must bridge: system
 prompts go in a top-level `system` string, the messages must alternate
 user/assistant starting with user, and `max_tokens` is required.
 
-Structured output is forced tool use: one extra tool whose input_schema is
-the (normalised) schema, and a tool_choice naming it; the tool_use block's
-`input` is the answer.
+Tool calling: an assistant turn that asked for tools becomes text plus
+`tool_use` blocks, and the results go back as `tool_result` blocks at the
+start of the next user turn.
+
+Structured output is tool use: one extra tool whose input_schema is the
+(normalised) schema. Alone it is forced with a tool_choice naming it; next to
+the caller's own tools the choice is "any" (the model may gather data with a
+user tool first). The output tool's `input` is the answer, and that call is
+not reported among the tool calls to run.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from concerto.vm.providers.base import (
@@ -84,29 +91,83 @@ def _headers(endpoint: Endpoint) -> dict[str, str]:
     return merge_headers(ours, endpoint.headers)
 
 
+# A turn's content: a plain string, or a list of content blocks.
+Content = str | list[dict[str, Any]]
+
+
 def split_messages(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
     """(system, turns): every system message joined into one string, and the
     rest as turns that alternate user/assistant and start with user.
 
     Consecutive same-role messages are merged (the API rejects two in a row),
     empty ones dropped (it rejects empty content), and the final assistant turn
-    - a prefill - loses trailing whitespace (it rejects that too). Roles other
-    than assistant are sent as user."""
+    - a prefill - loses trailing whitespace (it rejects that too). Tool results
+    are user turns; roles other than assistant are sent as user."""
     system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content.strip())
     turns: list[dict[str, Any]] = []
     for m in messages:
-        if m.role == "system" or not m.content.strip():
+        turn = None if m.role == "system" else _turn(m)
+        if turn is None:
             continue
-        role = "assistant" if m.role == "assistant" else "user"
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"] += "\n\n" + m.content
+        if turns and turns[-1]["role"] == turn["role"]:
+            turns[-1]["content"] = _merge(turns[-1]["content"], turn["content"])
         else:
-            turns.append({"role": role, "content": m.content})
+            turns.append(turn)
     if not turns or turns[0]["role"] != "user":
         turns.insert(0, {"role": "user", "content": LEAD_IN})
     if turns[-1]["role"] == "assistant":
-        turns[-1]["content"] = turns[-1]["content"].rstrip()
+        turns[-1]["content"] = _trim_prefill(turns[-1]["content"])
     return system, turns
+
+
+def _turn(m: ChatMessage) -> dict[str, Any] | None:
+    """One non-system message as a turn, or None when it has nothing to send."""
+    if m.role == "tool":
+        return {"role": "user", "content": [_tool_result(m)]}
+    if m.role == "assistant" and m.tool_calls:
+        # Kept even with no text: every tool_result must answer a tool_use.
+        text = [{"type": "text", "text": m.content}] if m.content.strip() else []
+        return {"role": "assistant", "content": text + [_tool_use_block(c) for c in m.tool_calls]}
+    if not m.content.strip():
+        return None
+    return {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
+
+
+def _tool_use_block(call: ToolCall) -> dict[str, Any]:
+    return {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
+
+
+def _tool_result(m: ChatMessage) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}
+    if m.is_error:
+        block["is_error"] = True
+    return block
+
+
+def _blocks_of(content: Content) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
+def _merge(first: Content, second: Content) -> Content:
+    """Two same-role contents as one: strings stay a string (today's shape),
+    anything else becomes one block list."""
+    if isinstance(first, str) and isinstance(second, str):
+        return first + "\n\n" + second
+    blocks = _blocks_of(first) + _blocks_of(second)
+    # The API requires a user turn's tool_result blocks before any other block;
+    # the sort is stable, so each group keeps its order.
+    return sorted(blocks, key=lambda block: block.get("type") != "tool_result")
+
+
+def _trim_prefill(content: Content) -> Content:
+    """A final assistant turn without trailing whitespace (the API rejects it)."""
+    if isinstance(content, str):
+        return content.rstrip()
+    if content and content[-1].get("type") == "text":
+        # Text blocks here are never blank (blank ones are not sent), so this
+        # cannot leave an empty block behind.
+        return content[:-1] + [{**content[-1], "text": content[-1]["text"].rstrip()}]
+    return content
 
 
 def _structured_tool(out: StructuredOutput) -> dict[str, Any]:
@@ -115,6 +176,12 @@ def _structured_tool(out: StructuredOutput) -> dict[str, Any]:
 
     return {"name": tool_name(out.name), "description": f"Return the answer as a {out.name} object.",
             "input_schema": normalize_for_anthropic(out.schema)}
+
+
+def _output_choice(name: str, own_tools: bool) -> dict[str, Any]:
+    """Forcing the output tool would stop the model from ever calling the
+    caller's tools; "any" still rules out a plain-text reply."""
+    return {"type": "any"} if own_tools else {"type": "tool", "name": name}
 
 
 def build_request(req: ChatRequest, endpoint: Endpoint) -> HttpCall:
@@ -131,9 +198,9 @@ def build_request(req: ChatRequest, endpoint: Endpoint) -> HttpCall:
         body["stop_sequences"] = list(req.stop)
     tools = [{"name": t.name, "description": t.description, "input_schema": t.parameters} for t in req.tools]
     if req.structured is not None:
-        forced = _structured_tool(req.structured)
-        tools.append(forced)
-        body["tool_choice"] = {"type": "tool", "name": forced["name"]}
+        output = _structured_tool(req.structured)
+        tools.append(output)
+        body["tool_choice"] = _output_choice(output["name"], own_tools=bool(req.tools))
     if tools:
         body["tools"] = tools
     if req.stream:
@@ -176,7 +243,7 @@ def _structured_call(calls: list[ToolCall], text: str, structured_tool: str | No
 
     parse_response does not see the request, so without `structured_tool`
     this is the shape forced tool use produces: a single tool_use block and no
-    text. (A caller that sent tools of its own reads tool_calls instead.)"""
+    text. (reply_parser passes the name, so the connection manager never guesses.)"""
     if structured_tool is not None:
         return next((c for c in calls if c.name == structured_tool), None)
     return calls[0] if len(calls) == 1 and not text.strip() else None
@@ -184,6 +251,31 @@ def _structured_call(calls: list[ToolCall], text: str, structured_tool: str | No
 
 def parse_response(status: int, headers: Mapping[str, str], body: bytes,
                    structured_tool: str | None = None) -> Completion:
+    """The reply as a Completion. When `structured_tool` names the output tool,
+    its call is the structured answer and the other calls are the tool_calls
+    to run; without it, a lone tool_use with no text is taken as the answer."""
+    done = _plain_reply(status, headers, body)
+    chosen = _structured_call(done.tool_calls, done.text, structured_tool)
+    if chosen is not None:
+        done.structured = chosen.arguments
+        done.text = json.dumps(chosen.arguments, separators=(",", ":"), ensure_ascii=False)
+        if structured_tool is not None:
+            # The answer is not a call for the runtime to run.
+            done.tool_calls = [c for c in done.tool_calls if c is not chosen]
+    return done
+
+
+def reply_parser(req: ChatRequest) -> Callable[[int, Mapping[str, str], bytes], Completion]:
+    """The parse_response to use for `req`'s reply: told the output tool's
+    name when `req` asked for structured output, and never guessing a
+    structured answer when it did not (a lone call is then a user tool's)."""
+    if req.structured is None:
+        return _plain_reply
+    return partial(parse_response, structured_tool=tool_name(req.structured.name))
+
+
+def _plain_reply(status: int, headers: Mapping[str, str], body: bytes) -> Completion:
+    """Text and every tool call, with no structured answer picked out."""
     data = decode_json(NAME, body)
     if isinstance(data, dict) and data.get("type") == "error":
         raise _payload_error(data.get("error"), status)
@@ -203,13 +295,8 @@ def parse_response(status: int, headers: Mapping[str, str], body: bytes,
         raise ProviderError("content_filter", f"{NAME}: the model refused to answer", status)
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     model = data.get("model") if isinstance(data.get("model"), str) else ""
-    done = Completion("".join(texts), model, token_count(usage.get("input_tokens")),
+    return Completion("".join(texts), model, token_count(usage.get("input_tokens")),
                       token_count(usage.get("output_tokens")), stop, calls)
-    chosen = _structured_call(calls, done.text, structured_tool)
-    if chosen is not None:
-        done.structured = chosen.arguments
-        done.text = json.dumps(chosen.arguments, separators=(",", ":"), ensure_ascii=False)
-    return done
 
 
 def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:

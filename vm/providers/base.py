@@ -11,9 +11,21 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ChatMessage:
-    role: str  # system | user | assistant
+    role: str  # system | user | assistant | tool
     content: str
+    # An assistant turn that asked for tools carries its calls (content may be "").
+    tool_calls: tuple[ToolCall, ...] = ()
+    # A "tool" turn answers one call: the call's id, and whether content reports a failure.
+    tool_call_id: str | None = None
+    is_error: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,13 +66,6 @@ class HttpCall:
     url: str
     headers: dict[str, str]
     body: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments: dict[str, Any]
 
 
 @dataclass

@@ -11,9 +11,14 @@ A reply is a string, or an object with one of
     "text": "..."                        a text reply
     "json": {...}                        a JSON reply (for execute_with_schema)
     "error": {"kind": "rate_limit", "message": "..."}   a failure (kinds as ProviderError)
+    "tool_calls": [{"name": "Calculator__add", "arguments": {"a": 1, "b": 2}, "id": "c1"}]
+                                         the model asks for tools; "text" may come
+                                         with it as prose, "arguments" defaults to
+                                         {} and "id" to a generated mock_call_N
 and optionally "tokens_in" / "tokens_out". When the queue is empty, a request
 for structured output gets a schema-shaped value (vm.schema.fake_instance) and
-any other request gets `mock reply to: <last user message>`.
+any other request gets `mock reply to: <last user message>` (tool calls are
+only ever scripted, never made up).
 """
 
 from __future__ import annotations
@@ -24,11 +29,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from concerto.vm.providers.base import ChatRequest, Completion, ProviderError, StreamDelta
+from concerto.vm.providers.base import ChatRequest, Completion, ProviderError, StreamDelta, ToolCall
 
 
 class MockConfigError(Exception):
     """A bad replies file: the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class ScriptedCall:
+    name: str
+    arguments: dict[str, Any]
+    id: str | None = None  # None: the provider numbers it when the reply is used
 
 
 @dataclass(frozen=True)
@@ -40,24 +52,61 @@ class ScriptedReply:
     error_message: str = ""
     tokens_in: int | None = None
     tokens_out: int | None = None
+    tool_calls: tuple[ScriptedCall, ...] = ()
+
+
+def _parse_call(raw: Any, where: str) -> ScriptedCall:
+    if not isinstance(raw, dict):
+        raise MockConfigError(f"{where}: expected an object with name, arguments and id")
+    extra = sorted(set(raw) - {"name", "arguments", "id"})
+    if extra:
+        raise MockConfigError(f"{where}: unknown field {extra[0]!r} (fields: arguments, id, name)")
+    if not isinstance(raw.get("name"), str):
+        raise MockConfigError(f"{where}.name: expected a string")
+    arguments = raw.get("arguments", {})
+    if not isinstance(arguments, dict):
+        raise MockConfigError(f"{where}.arguments: expected an object")
+    if "id" in raw and not isinstance(raw["id"], str):
+        raise MockConfigError(f"{where}.id: expected a string")
+    return ScriptedCall(raw["name"], arguments, raw.get("id"))
+
+
+def _parse_calls(raw: Any, where: str) -> tuple[ScriptedCall, ...]:
+    # An empty list is surely a mistake: it would be a reply with nothing in it.
+    if not isinstance(raw, list) or not raw:
+        raise MockConfigError(f"{where}: expected a non-empty list of tool calls")
+    return tuple(_parse_call(c, f"{where}[{i}]") for i, c in enumerate(raw))
+
+
+def _check_kinds(raw: dict[str, Any], where: str) -> None:
+    """Exactly one kind of reply; prose may accompany tool calls."""
+    kinds = [k for k in ("text", "json", "error", "tool_calls") if k in raw]
+    if kinds == ["text", "tool_calls"]:
+        return
+    if len(kinds) != 1:
+        raise MockConfigError(f"{where}: a reply needs exactly one of text, json, error or tool_calls "
+                              "(text may accompany tool_calls)")
 
 
 def _parse_reply(raw: Any, where: str) -> ScriptedReply:
     if isinstance(raw, str):
         return ScriptedReply(text=raw)
     if not isinstance(raw, dict):
-        raise MockConfigError(f"{where}: a reply is a string or an object with text, json or error")
-    known = {"text", "json", "error", "tokens_in", "tokens_out"}
+        raise MockConfigError(f"{where}: a reply is a string or an object with text, json, error or tool_calls")
+    known = {"text", "json", "error", "tool_calls", "tokens_in", "tokens_out"}
     extra = sorted(set(raw) - known)
     if extra:
         raise MockConfigError(f"{where}: unknown field {extra[0]!r} (fields: {', '.join(sorted(known))})")
-    kinds = [k for k in ("text", "json", "error") if k in raw]
-    if len(kinds) != 1:
-        raise MockConfigError(f"{where}: a reply needs exactly one of text, json or error")
+    _check_kinds(raw, where)
     for count in ("tokens_in", "tokens_out"):
         if count in raw and not (isinstance(raw[count], int) and raw[count] >= 0):
             raise MockConfigError(f"{where}.{count}: expected a non-negative integer")
     common = {"tokens_in": raw.get("tokens_in"), "tokens_out": raw.get("tokens_out")}
+    if "tool_calls" in raw:
+        calls = _parse_calls(raw["tool_calls"], f"{where}.tool_calls")
+        if "text" in raw and not isinstance(raw["text"], str):
+            raise MockConfigError(f"{where}.text: expected a string")
+        return ScriptedReply(text=raw.get("text"), tool_calls=calls, **common)
     if "text" in raw:
         if not isinstance(raw["text"], str):
             raise MockConfigError(f"{where}.text: expected a string")
@@ -109,6 +158,7 @@ class MockProvider:
     def __init__(self, replies_path: str | None = None) -> None:
         self.queue: deque[ScriptedReply] = deque()
         self.by_model: dict[str, deque[ScriptedReply]] = {}
+        self._calls_made = 0  # numbers the generated tool call ids across the run
         if replies_path:
             self.queue, self.by_model = load_replies(replies_path)
 
@@ -117,6 +167,15 @@ class MockProvider:
         if own:
             return own.popleft()
         return self.queue.popleft() if self.queue else None
+
+    def _tool_calls(self, reply: ScriptedReply | None) -> list[ToolCall]:
+        """The scripted calls, each with an id (unique for the provider's life
+        when the script gave none, as a real provider's are)."""
+        out: list[ToolCall] = []
+        for call in reply.tool_calls if reply is not None else ():
+            self._calls_made += 1
+            out.append(ToolCall(call.id or f"mock_call_{self._calls_made}", call.name, dict(call.arguments)))
+        return out
 
     def complete(self, req: ChatRequest, model_label: str) -> Completion:
         prompt_words = sum(_words(m.content) for m in req.messages)
@@ -139,8 +198,10 @@ class MockProvider:
             text = f"mock reply to: {last}"
         tokens_in = reply.tokens_in if reply is not None and reply.tokens_in is not None else prompt_words
         tokens_out = reply.tokens_out if reply is not None and reply.tokens_out is not None else _words(text)
+        calls = self._tool_calls(reply)
         return Completion(text=text, model=req.model, tokens_in=tokens_in, tokens_out=tokens_out,
-                          finish_reason="stop", structured=None if reply is None or not reply.has_json else structured)
+                          finish_reason="tool_calls" if calls else "stop", tool_calls=calls,
+                          structured=None if reply is None or not reply.has_json else structured)
 
     def stream(self, req: ChatRequest, model_label: str) -> list[StreamDelta]:
         done = self.complete(req, model_label)

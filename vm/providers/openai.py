@@ -4,17 +4,20 @@
 nothing here may assume api.openai.com: no key means no Authorization header,
 and optional reply fields (usage, model) are read leniently.
 
-Pure functions only (build_request, parse_response, classify_error and the SSE
-StreamParser); the connection manager does the sending. The small helpers at
-the top (join_url, tool_name, error_message, token_count, ...) are shared with
-the Anthropic adapter.
+Pure functions only (build_request, parse_response, reply_parser,
+classify_error and the SSE StreamParser); the connection manager does the
+sending. The small helpers at the top (join_url, tool_name, error_message,
+token_count, ...) are shared with the Anthropic adapter.
+
+A tool-calling conversation is carried as OpenAI expects it: an assistant
+turn with `tool_calls`, then one `tool` message per call's result.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from concerto.vm.providers.base import (
@@ -164,7 +167,20 @@ def _headers(endpoint: Endpoint) -> dict[str, str]:
 
 
 def _message(m: ChatMessage) -> dict[str, Any]:
+    if m.role == "tool":
+        # OpenAI has no error flag for a tool result: the content says what went wrong.
+        return {"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content}
+    if m.role == "assistant" and m.tool_calls:
+        # content is null, not "", when the turn is only tool calls.
+        return {"role": "assistant", "content": m.content or None,
+                "tool_calls": [_assistant_call(c) for c in m.tool_calls]}
     return {"role": m.role, "content": m.content}
+
+
+def _assistant_call(call: ToolCall) -> dict[str, Any]:
+    # The API takes arguments as a JSON string, not an object.
+    return {"id": call.id, "type": "function",
+            "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}
 
 
 def _tool(t: ToolSpec) -> dict[str, Any]:
@@ -181,7 +197,8 @@ def _response_format(out: StructuredOutput, messages: list[dict[str, Any]]) -> d
     if openai_strict_supported(out.schema):
         return {"type": "json_schema", "json_schema": {
             "name": tool_name(out.name), "schema": normalize_for_openai(out.schema), "strict": True}}
-    if not any("json" in str(m["content"]).lower() for m in messages):
+    # An assistant turn of only tool calls has content None.
+    if not any("json" in (m.get("content") or "").lower() for m in messages):
         messages.append({"role": "system", "content": JSON_NOTE})
     return {"type": "json_object"}
 
@@ -294,6 +311,12 @@ def parse_response(status: int, headers: Mapping[str, str], body: bytes) -> Comp
     model = data.get("model") if isinstance(data.get("model"), str) else ""
     return Completion(content or "", model, token_count(usage.get("prompt_tokens")),
                       token_count(usage.get("completion_tokens")), finish, calls)
+
+
+def reply_parser(req: ChatRequest) -> Callable[[int, Mapping[str, str], bytes], Completion]:
+    """The parse_response to use for `req`'s reply. Structured output comes back
+    as text here, so nothing about the request changes how a reply is read."""
+    return parse_response
 
 
 def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
