@@ -584,3 +584,34 @@ class ConnectDecl(Item):
     """A `connect` block: removed by spec 22, kept only for its diagnostic."""
 
     fields: list[ModelField]
+
+
+@dataclass(eq=False)
+class ToolSetting(Node):
+    """`description: "..."` inside a tool or an mcp block."""
+
+    name: str
+    value: Expr
+
+
+@dataclass(eq=False)
+class ToolDecl(Item):
+    """`tool Name { description: "...", state: T = v, @describe(..) pub fn m(self, ..) {..} }`
+    (spec 08); `trait` is the `impl Trait` it declares, if any."""
+
+    settings: list[ToolSetting]
+    fields: list[FieldDecl]
+    methods: list[FnDecl]
+    trait: TypeRef | None = None
+    decorators: list[Decorator] = field(default_factory=list)
+    doc: str = ""
+
+
+@dataclass(eq=False)
+class McpDecl(Item):
+    """`mcp Server { transport: "stdio", command: "...", fn tool(..) -> T; }` (spec 08)."""
+
+    settings: list[ToolSetting]
+    fields: list[FieldDecl]
+    methods: list[FnDecl]
+    decorators: list[Decorator] = field(default_factory=list)

@@ -503,6 +503,11 @@ class FunctionCompiler:
             self.check_visible(qual, e.span)
             self.emit("LOAD_GLOBAL", name=qual)
             return "Model" if kind == "model" else "Memory"
+        if kind == "tool":
+            # The tool's one instance (its state lives for the whole run).
+            self.check_visible(qual, e.span)
+            self.emit("LOAD_GLOBAL", name=qual)
+            return qual
         if kind in ("fn", "const", "hashmap"):
             self.check_visible(qual, e.span)
             self.emit("LOAD_GLOBAL", name=qual)
@@ -1633,6 +1638,18 @@ class FunctionCompiler:
             if segs[0] == "Ok":
                 return f"Result<{t or 'Any'}, Any>"
             return f"Result<Any, {t or 'Any'}>"
+        if len(segs) == 2 and segs[1] == "new" and segs[0] in BUILTIN_ERRORS:
+            # `ToolError::new("...")` (spec 08): the error with that message.
+            args = self.positional(e)
+            if len(args) != 1 or len(e.args) != 1:
+                self.error(e.span, f"`{qual}` takes one message: {qual}(\"what went wrong\")")
+                raise CompileError()
+            t = self.expr(args[0])
+            if t not in (None, "String", "Any"):
+                self.error(args[0].span, f"an error message must be a String, found `{t}`")
+            self.span = e.span
+            self.emit("BUILD_STRUCT", type_name=segs[0], names=["message"], argc=1)
+            return segs[0]
         variant = self.enum_variant(segs)
         if variant is not None:
             enum, vdecl = variant

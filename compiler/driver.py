@@ -20,6 +20,7 @@ import msgspec
 from concerto.compiler import ast as A
 from concerto.compiler import concurrency
 from concerto.compiler import llm
+from concerto.compiler import tools as tool_checks
 from concerto.compiler.manifest import Manifest, find_manifest, load_manifest
 from concerto.compiler.codegen import CompileError, FunctionCompiler, ProgramBuilder
 from concerto.compiler.diagnostics import Diagnostic, sort_key
@@ -76,6 +77,7 @@ def compile_source(text: str, file: str, *, manifest: Manifest | None = None, mo
     pb.diagnostics.extend(llm.connect_block_errors(pb))
     models, used_connections = llm.model_defs(pb, manifest.connections if manifest else None, mock)
     memories = llm.memory_defs(pb)
+    tools = tool_checks.tool_defs(pb)
     _collect_methods(pb)
     concurrency.collect_pipelines(pb)
     _compile_functions(pb)
@@ -120,6 +122,7 @@ def compile_source(text: str, file: str, *, manifest: Manifest | None = None, mo
         schemas=[msgspec.convert(s, ir.SchemaDef) for s in llm.schema_defs(pb)],
         connections=[ir.ConnectionDef(name, conf) for name, conf in used_connections.items()],
         memories=[msgspec.convert(m, ir.MemoryDef) for m in memories],
+        tools=tools,
         pipelines=concurrency.pipeline_defs(pb),
         source_map=ir.SourceMap(Path(file).name, mappings),
         metadata=ir.Metadata(compiler_version=COMPILER_VERSION, entry_point=entry,

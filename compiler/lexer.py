@@ -27,6 +27,7 @@ _IDENT_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # parser can start that declaration.
 CONTEXTUAL_KEYWORDS = frozenset({
     "model", "agent", "schema", "memory", "connect", "pipeline", "stage", "await", "race", "parallel",
+    "tool", "mcp",
 })
 # Some of them also need the text that follows to fit: `race (` and
 # `parallel for`, so `race` and `parallel` stay usable as plain names in

@@ -9,6 +9,8 @@ Model method calls compile to spec 16's model opcodes:
     M.stream(p)                   CALL_MODEL_STREAM name=M                argc=1
     M.chat(msgs)                  CALL_MODEL_CHAT   name=M                argc=1
     M.with_memory(mem)            CALL_MODEL        name=M arg="with_memory" argc=1|2
+    M.with_tools([A, B])          CALL_MODEL        name=M arg="with_tools"  argc=1
+    M.without_tools()             CALL_MODEL        name=M arg="without_tools" argc=0
 
 Without `name` the receiver (a Model or ModelBuilder value) sits under the
 arguments: that is how builder chains (`M.with_memory(m).execute(p)`) compile.
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from concerto import ir
 from concerto.compiler import ast as A
+from concerto.compiler import types as T
 from concerto.compiler.diagnostics import Diagnostic
 from concerto.compiler.resolve import schema_mode
 
@@ -131,8 +134,38 @@ def model_call(fc: "FunctionCompiler", e: A.Call, callee: A.Field, model: str | 
         fc.span = e.span
         fc.emit("CALL_MODEL", arg="with_memory", argc=argc, **kw)
         return "ModelBuilder"
+    if method == "with_tools":
+        # Spec 25: with_tools([A, B]) adds tools for one call.
+        if len(positional) != 1 or named:
+            fc.error(e.span, "`with_tools` takes a list of tools: with_tools([Calculator])")
+            raise LlmError()
+        arg = positional[0]
+        if isinstance(arg, A.ArrayExpr):
+            quals = [_tool_name(fc.pb, fc, item) for item in arg.items]
+            if any(q is None for q in quals):
+                raise LlmError()
+            for item, qual in zip(arg.items, quals):
+                fc.span = item.span
+                fc.emit("LOAD_GLOBAL", name=qual)
+            fc.emit("BUILD_ARRAY", arg=len(quals))
+        else:
+            t = fc.expr(arg)
+            head, args = T.split(t) if t else (None, [])
+            if t not in (None, "Any") and not (head == "Array" and (not args or args[0] == "Any" or args[0] in fc.symbols.tools)):
+                fc.error(arg.span, f"`with_tools` needs an Array of tools, found `{t}`")
+                raise LlmError()
+        fc.span = e.span
+        fc.emit("CALL_MODEL", arg="with_tools", argc=1, **kw)
+        return "ModelBuilder"
+    if method == "without_tools":
+        if e.args:
+            fc.error(e.span, "`without_tools` takes no arguments")
+            raise LlmError()
+        fc.span = e.span
+        fc.emit("CALL_MODEL", arg="without_tools", argc=0, **kw)
+        return "ModelBuilder"
     fc.error(callee.span, f"no method `{method}` on a model",
-             hint="models have execute, execute_with_schema<S>, chat, stream and with_memory")
+             hint="models have execute, execute_with_schema<S>, chat, stream, with_memory, with_tools and without_tools")
     raise LlmError()
 
 
@@ -166,7 +199,6 @@ def schema_json(pb: "ProgramBuilder", qual: str, seen: tuple[str, ...] = ()) -> 
 
 
 def _type_json(pb: "ProgramBuilder", t: str, seen: tuple[str, ...]) -> dict[str, Any]:
-    from concerto.compiler import types as T
 
     head, args = T.split(t)
     simple = {"String": "string", "Int": "integer", "Float": "number", "Bool": "boolean", "Nil": "null"}
@@ -192,7 +224,6 @@ def check_schemas(pb: "ProgramBuilder") -> None:
     """Field types a JSON object can carry; defaults are literals; no schema
     contains itself (an LLM cannot produce an infinite object)."""
     from concerto.compiler.codegen import FunctionCompiler
-    from concerto.compiler import types as T
 
     files = {m.path: m.file for m in pb.symbols.modules}
     for qual, (decl, module) in pb.symbols.schemas.items():
@@ -221,7 +252,6 @@ def check_schemas(pb: "ProgramBuilder") -> None:
 
 
 def _unrepresentable(pb: "ProgramBuilder", t: str, path: tuple[str, ...]) -> str | None:
-    from concerto.compiler import types as T
 
     head, args = T.split(t)
     if head in ("String", "Int", "Float", "Bool", "Any"):
@@ -283,6 +313,7 @@ def model_defs(pb: "ProgramBuilder", connections: dict[str, ir.ConnectionConfig]
         config: dict[str, Any] = {}
         connection = None
         memory = None
+        tools: list[str] = []
         for f in decl.fields:
             kind = _MODEL_FIELDS.get(f.name)
             if kind is None:
@@ -305,9 +336,7 @@ def model_defs(pb: "ProgramBuilder", connections: dict[str, ir.ConnectionConfig]
                 memory = f"{module.path + '::' if module.path else ''}{f.value.name}"
                 continue
             if f.name == "tools":
-                if not (isinstance(f.value, A.ArrayExpr) and not f.value.items):
-                    pb.error(file, f.span, "model tools are not supported yet (spec 08 tools are not implemented)",
-                             hint="remove `tools`, or leave it empty")
+                tools = tool_refs(pb, module, file, f.value)
                 continue
             value = _const_value(f.value)
             if value is _NOT_CONST:
@@ -347,8 +376,45 @@ def model_defs(pb: "ProgramBuilder", connections: dict[str, ir.ConnectionConfig]
         decorators = [{"name": d.name, "args": checked[d.name] if d.name in checked else _decorator_args(d)}
                       for d in decl.decorators]
         out.append({"name": qual, "module": module.path or "main", "connection": connection, "config": config,
-                    "tools": [], "memory": memory, "decorators": decorators, "methods": []})
+                    "tools": tools, "memory": memory, "decorators": decorators, "methods": []})
     return out, used
+
+
+def tool_refs(pb: "ProgramBuilder", module: Any, file: str, value: A.Expr) -> list[str]:
+    """`tools: [A, B]` -> the tools' qualified names (spec 08 "Attaching Tools")."""
+    if not isinstance(value, A.ArrayExpr):
+        pb.error(file, value.span, "`tools` is a list of tools: tools: [Calculator, FileManager]")
+        return []
+    from concerto.compiler.codegen import FunctionCompiler
+
+    fc = FunctionCompiler(pb, module, "<model>")
+    out: list[str] = []
+    for item in value.items:
+        qual = _tool_name(pb, fc, item)
+        if qual is None:
+            continue
+        if qual in out:
+            pb.error(file, item.span, f"tool `{qual}` is listed twice")
+            continue
+        out.append(qual)
+    return out
+
+
+def _tool_name(pb: "ProgramBuilder", fc: Any, item: A.Expr) -> str | None:
+    segments = [item.name] if isinstance(item, A.Name) else item.segments if isinstance(item, A.Path) else None
+    if segments is None:
+        fc.error(item.span, "`tools` lists tools by name: tools: [Calculator]")
+        return None
+    qual = "::".join(fc.resolve_path(segments))
+    kind = pb.symbols.item_kind(qual)
+    if kind == "tool":
+        fc.check_visible(qual, item.span)
+        return qual
+    if kind == "mcp":
+        return None  # reported at the `mcp` declaration
+    fc.error(item.span, f"`{'::'.join(segments)}` is not a tool" if kind else f"cannot find tool `{'::'.join(segments)}`",
+             hint="declare it with `tool Name { description: \"...\", ... }`")
+    return None
 
 
 def _decorator_args(d: A.Decorator) -> dict[str, Any]:

@@ -335,6 +335,31 @@ class _Builder(Transformer):
     def model_field(self, meta, children):
         return A.ModelField(_span(meta), str(children[0]), children[1])
 
+    def tool_decl(self, meta, children, keyword: str = "TOOL_KW"):
+        decorators = [c for c in children if isinstance(c, A.Decorator)]
+        public = any(_is_tok(c, "PUB") for c in children)
+        rest = [c for c in _present(children) if not isinstance(c, A.Decorator) and not _is_tok(c, "PUB", keyword)]
+        name = str(rest[0])
+        trait = rest[1] if len(rest) > 1 and isinstance(rest[1], A.TypeRef) else None
+        settings = [c for c in rest if isinstance(c, A.ToolSetting)]
+        fields = [c for c in rest if isinstance(c, A.FieldDecl)]
+        methods = [c for c in rest if isinstance(c, A.FnDecl)]
+        span = _keyword_span(meta, children, keyword)
+        if keyword == "MCP_KW":
+            return A.McpDecl(span, name, public, settings, fields, methods, decorators)
+        return A.ToolDecl(span, name, public, settings, fields, methods, trait, decorators, self._doc_for(span.line))
+
+    def mcp_decl(self, meta, children):
+        return self.tool_decl(meta, children, "MCP_KW")
+
+    def tool_setting(self, meta, children):
+        return A.ToolSetting(_span(meta), str(children[0]), children[1])
+
+    def tool_field(self, meta, children):
+        public = any(_is_tok(c, "PUB") for c in children)
+        rest = [c for c in _present(children) if not _is_tok(c, "PUB")]
+        return A.FieldDecl(_span(meta), str(rest[0]), rest[1], public, rest[2] if len(rest) > 2 else None)
+
     def pipeline_decl(self, meta, children):
         decorators = [c for c in children if isinstance(c, A.Decorator)]
         public = any(_is_tok(c, "PUB") for c in children)

@@ -104,6 +104,8 @@ class Symbols:
     schemas: dict[str, tuple[A.SchemaDecl, ModuleInfo]] = field(default_factory=dict)
     memories: dict[str, tuple[A.MemoryDecl, ModuleInfo]] = field(default_factory=dict)
     pipelines: dict[str, tuple[A.PipelineDecl, ModuleInfo]] = field(default_factory=dict)
+    tools: dict[str, tuple[A.ToolDecl, ModuleInfo]] = field(default_factory=dict)
+    mcps: dict[str, tuple[A.McpDecl, ModuleInfo]] = field(default_factory=dict)
     connect_blocks: list[tuple[A.ConnectDecl, ModuleInfo]] = field(default_factory=list)
     public: set[str] = field(default_factory=set)
     item_module: dict[str, str] = field(default_factory=dict)
@@ -115,6 +117,10 @@ class Symbols:
             return "fn"
         if qual in self.schemas:
             return "schema"
+        if qual in self.tools:
+            return "tool"
+        if qual in self.mcps:
+            return "mcp"
         if qual in self.structs:
             return "struct"
         if qual in self.models:
@@ -254,6 +260,16 @@ class Resolver:
                 self.symbols.memories[qual] = (item, info)
             elif isinstance(item, A.PipelineDecl):
                 self.symbols.pipelines[qual] = (item, info)
+            elif isinstance(item, A.ToolDecl):
+                self.symbols.tools[qual] = (item, info)
+                # A tool is also a struct type (its state) with an impl (its
+                # methods): `self.field`, method calls and `impl Trait` checks
+                # go through the same paths as for structs.
+                self.symbols.structs[qual] = A.StructDecl(item.span, item.name, item.public, item.fields, item.doc)
+                self.symbols.impls.append((A.ImplDecl(item.span, A.TypeRef(item.span, item.name), item.trait,
+                                                      item.methods), info))
+            elif isinstance(item, A.McpDecl):
+                self.symbols.mcps[qual] = (item, info)
             elif isinstance(item, A.ConnectDecl):
                 self.symbols.connect_blocks.append((item, info))
 

@@ -175,6 +175,10 @@ def run(
              "or a list of {\"channel\", \"answer\"} used in order. Without it, a terminal asks you."),
     timeout: Optional[float] = typer.Option(
         None, "--timeout", min=0.001, help="End the run with a TimeoutError after this many seconds."),
+    allow_tool: list[str] = typer.Option(
+        [], "--allow-tool",
+        help="Let models call this tool: NAME (every method), NAME.method, or '*' (every tool). "
+             "Repeat for more. Tools are disabled unless allowed."),
 ) -> None:
     """Run FILE. Emits go to stdout; diagnostics and logs go to stderr.
 
@@ -182,7 +186,8 @@ def run(
     environment (or --env). A missing key stops the run before any request,
     naming the variable; nothing falls back to the mock unless you ask (--mock).
     An awaited emit is answered from --answers, or by you on a terminal;
-    otherwise the program gets an EmitError naming the channel."""
+    otherwise the program gets an EmitError naming the channel. Models call
+    only the tools you allow with --allow-tool."""
     from concerto.host import RunError, Runtime, RuntimeConfig
 
     _load_env(env)
@@ -191,6 +196,7 @@ def run(
         _require_file(mock_replies)
     responder = _responder(answers)
     program, sources = _load_program(file, manifest, mock)
+    permissions = _tool_permissions(allow_tool, program)
     encoder = msgspec.json.Encoder()
     out = sys.stdout
 
@@ -223,7 +229,7 @@ def run(
 
     runtime = Runtime(RuntimeConfig(max_call_depth=max_call_depth, jit=jit, mock=mock,
                                     mock_replies=str(mock_replies) if mock_replies else None,
-                                    execution_timeout=timeout))
+                                    execution_timeout=timeout, tool_permissions=permissions))
     runtime.load_linked(program)
     runtime.handlers.on("*", on_emit_jsonl if emit_format is EmitFormat.jsonl else on_emit_pretty, raw=True)
     if responder is not None:
@@ -245,6 +251,32 @@ def run(
         else:
             _report_runtime_error(e, sources, program.source_file)
         raise typer.Exit(1) from None
+
+
+def _tool_permissions(allowed: list[str], program: Any) -> dict[str, Any]:
+    """--allow-tool NAME / NAME.method / '*' -> RuntimeConfig.tool_permissions."""
+    tools = {t.name: {m.name for m in t.methods} for t in program.ir.tools}
+    grants: dict[str, Any] = {}
+    for entry in allowed:
+        name, _, method = entry.partition(".")
+        if name == "*" and not method:
+            grants["*"] = True
+            continue
+        if name not in tools:
+            known = ", ".join(sorted(tools)) or "none"
+            err_console.print(f"error: --allow-tool {entry}: the program has no tool `{name}` (tools: {known})",
+                              markup=False)
+            raise typer.Exit(1)
+        if not method:
+            grants[name] = True
+        elif method not in tools[name]:
+            known = ", ".join(sorted(tools[name]))
+            err_console.print(f"error: --allow-tool {entry}: tool `{name}` has no method `{method}` (methods: {known})",
+                              markup=False)
+            raise typer.Exit(1)
+        elif grants.get(name) is not True:
+            grants.setdefault(name, []).append(method)
+    return grants
 
 
 def _responder(answers: Optional[Path]) -> Any:

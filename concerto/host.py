@@ -53,9 +53,10 @@ class RuntimeConfig:
 
     #: Per-connection replacements (api_key, base_url), e.g. to point at a test server.
     connection_overrides: dict[str, ConnectionOverride] = field(default_factory=dict)
-    #: Tool name -> True (all methods), False, or the list of allowed methods.
-    #: Tools are disabled unless listed here (tools themselves arrive with spec 08).
-    tool_permissions: dict[str, bool | list[str]] = field(default_factory=dict)
+    #: Which tools models may call: tool name (or "*" for every tool) -> True
+    #: (all methods), False, a list of method names, or {method: bool}.
+    #: A tool not granted here is left out of what models are offered.
+    tool_permissions: dict[str, bool | list[str] | dict[str, bool]] = field(default_factory=dict)
     #: "immediate" delivers each emit at once; "buffered" holds them until
     #: flush_emits(), an awaited emit, a full buffer, flush_interval or the end of the run.
     emit_mode: Literal["immediate", "buffered"] = "immediate"
@@ -274,12 +275,17 @@ class Runtime:
         if not program.ir.models:
             return None
         from concerto.vm.models import build_runtime
+        from concerto.vm.tools import ToolPermissions
 
         cfg = self.config
         try:
+            permissions = ToolPermissions.from_config(cfg.tool_permissions)
+        except TypeError as e:
+            raise RunError(f"RuntimeConfig.{e}", "ConfigError") from None
+        try:
             models = build_runtime(program, environ=cfg.environ if cfg.environ is not None else os.environ,
                                    overrides=cfg.connection_overrides, mock=cfg.mock or cfg.mock_replies is not None,
-                                   mock_replies=cfg.mock_replies)
+                                   mock_replies=cfg.mock_replies, tool_permissions=permissions)
         except ConfigError as e:
             raise RunError(str(e), "ConfigError") from None
         if models is not None and cfg.max_concurrent_model_calls:

@@ -165,6 +165,53 @@ class ModelDef(msgspec.Struct):
     methods: list[Any] = []
 
 
+class ToolField(msgspec.Struct, omit_defaults=True):
+    """A tool's state field; `default` is its JSON value (spec 20 mapping)."""
+
+    name: str
+    type: Any = "any"
+    default: Any = None
+
+
+class ToolParam(msgspec.Struct, omit_defaults=True):
+    name: str
+    type: Any = "any"
+    description: str = ""
+    # A parameter with a default (or an Option) may be left out by the model.
+    required: bool = True
+    default: Any = None  # JSON value of a literal default
+
+
+class ToolSchemaEntry(msgspec.Struct):
+    """What the model is shown for one method (spec 25): `Tool::method`, its
+    description and the JSON Schema of its arguments object."""
+
+    method_name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class ToolMethod(msgspec.Struct, omit_defaults=True):
+    name: str
+    function: str  # the compiled method, a name in `functions` (`Tool::method`)
+    description: str = ""
+    params: list[ToolParam] = []
+    return_type: Any = "any"
+
+
+class ToolDef(msgspec.Struct):
+    """A `tool` declaration (spec 08, 16): its state and its `pub fn` methods.
+    Methods reference compiled functions instead of carrying instructions
+    inline, as pipeline stages do."""
+
+    name: str
+    module: str = "main"
+    description: str = ""
+    fields: list[ToolField] = []
+    methods: list[ToolMethod] = []
+    tool_schemas: list[ToolSchemaEntry] = []
+
+
 class StageDef(msgspec.Struct):
     """One pipeline stage: a function of one parameter (spec 15, 30)."""
 
@@ -225,7 +272,7 @@ class Program(msgspec.Struct):
     types: list[TypeDef]
     functions: list[Function]
     models: list[ModelDef] = []
-    tools: list[Any] = []
+    tools: list[ToolDef] = []
     mcp_connections: list[Any] = []
     schemas: list[SchemaDef] = []
     connections: list[ConnectionDef] = []

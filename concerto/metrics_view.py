@@ -10,14 +10,14 @@ from rich.table import Table
 
 def metrics_table(snapshot: dict[str, Any]) -> Table:
     table = Table(title="model calls", title_justify="left")
-    for column in ("", "calls", "requests", "retries", "failures", "tokens in", "tokens out",
+    for column in ("", "calls", "requests", "retries", "failures", "tool calls", "tokens in", "tokens out",
                    "avg latency ms", "est. cost $"):
         table.add_column(column, justify="left" if not column else "right")
 
     def add(label: str, row: dict[str, Any], style: str | None = None) -> None:
         cost = f"{row['cost_usd']:.6f}" + (" +?" if row["unpriced_tokens"] else "")
         table.add_row(label, str(row["calls"]), str(row["requests"]), str(row["retries"]), str(row["failures"]),
-                      str(row["tokens_in"]), str(row["tokens_out"]), f"{row['avg_latency_ms']:.1f}", cost,
+                      str(row.get("tool_calls", 0)), str(row["tokens_in"]), str(row["tokens_out"]), f"{row['avg_latency_ms']:.1f}", cost,
                       style=style)
 
     for name, row in snapshot["models"].items():

@@ -56,10 +56,13 @@ def memory_clear(ctx: Any, memory: MemoryStore) -> None:
     memory.messages.clear()
 
 
-for _method in ("execute", "chat", "stream", "with_memory"):
+# method -> (fewest, most) arguments
+_MODEL_METHODS = {"execute": (1, 1), "chat": (1, 1), "stream": (1, 1), "with_memory": (1, 2),
+                  "with_tools": (1, 1), "without_tools": (0, 0)}
+for _method, (_least, _most) in _MODEL_METHODS.items():
     def _forward(method: str) -> Any:
         def call(vm: Any, model: Any, *args: Any) -> Any:
             return vm.call_model(model, method, None, list(args))
         return call
 
-    REGISTRY.method(("Model", "ModelBuilder"), _method, 1, 2 if _method == "with_memory" else 1)(_forward(_method))
+    REGISTRY.method(("Model", "ModelBuilder"), _method, _least, _most)(_forward(_method))

@@ -161,3 +161,19 @@ def pytest_configure(config: pytest.Config) -> None:
     # renamed should warn, not fail the whole session.
     if hasattr(config.option, "warn_unused_snapshots"):
         config.option.warn_unused_snapshots = True
+
+
+@pytest.fixture(scope="module")
+def fake_server():
+    """One loopback fake provider per test module (tests/fake_provider.py)."""
+    from tests.fake_provider import FakeProvider
+
+    with FakeProvider() as server:
+        yield server
+
+
+@pytest.fixture
+def fake(fake_server):
+    """The module's fake provider, with its script, records and counters cleared."""
+    fake_server.reset()
+    return fake_server

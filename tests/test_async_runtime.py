@@ -17,18 +17,6 @@ from tests.fake_provider import FakeProvider, Slow, Text
 from tests.test_models import KEYS, openai_conn, project
 
 
-@pytest.fixture(scope="module")
-def server():
-    with FakeProvider() as f:
-        yield f
-
-
-@pytest.fixture
-def fake(server: FakeProvider) -> FakeProvider:
-    server.reset()
-    return server
-
-
 def load(tmp_path: Path, source: str, config: RuntimeConfig | None = None) -> Runtime:
     path = tmp_path / "main.conc"
     path.write_text(source)

@@ -542,10 +542,10 @@ def test_metrics_table_counts_tokens_retries_and_cost(tmp_path: Path, fake: Fake
     tokens_in = payloads(emits, "response")[0]["tokens_in"]
     row = next(line for line in err.splitlines() if "model Assistant" in line)
     cells = [c.strip() for c in row.split("│") if c.strip()]
-    # calls, requests, retries, failures, tokens in, tokens out, avg latency, cost
-    assert cells[1:5] == ["1", "2", "1", "0"]
-    assert cells[5] == str(tokens_in)
-    assert float(cells[8]) == pytest.approx(tokens_in * 1.0)  # $1 per input token, as priced
+    # calls, requests, retries, failures, tool calls, tokens in, tokens out, avg latency, cost
+    assert cells[1:6] == ["1", "2", "1", "0", "0"]
+    assert cells[6] == str(tokens_in)
+    assert float(cells[9]) == pytest.approx(tokens_in * 1.0)  # $1 per input token, as priced
 
 
 # ---------------------------------------------------------------- syntax decisions (docs/semantics.md)

@@ -806,10 +806,12 @@ def test_model_methods_forward_to_the_model_runtime() -> None:
 
     ref = ModelRef("Classifier")
     for type_name_ in ("Model", "ModelBuilder"):
-        for method in ("execute", "chat", "stream", "with_memory"):
+        for method in ("execute", "chat", "stream", "with_memory", "with_tools"):
             assert meth(type_name_, method, ref, "x", ctx=VM()) == "ok"
+        assert meth(type_name_, "without_tools", ref, ctx=VM()) == "ok"
     assert calls[0] == ("Classifier", "execute", None, ["x"])
-    assert {c[1] for c in calls} == {"execute", "chat", "stream", "with_memory"}
+    assert calls[-1] == ("Classifier", "without_tools", None, [])
+    assert {c[1] for c in calls} == {"execute", "chat", "stream", "with_memory", "with_tools", "without_tools"}
 
 
 def test_every_native_was_exercised(request: pytest.FixtureRequest) -> None:

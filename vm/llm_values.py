@@ -2,7 +2,7 @@
 runtime so that loading a program never imports httpx):
 
     ModelRef      a declared model, as a value (`let m = Classifier;`)
-    ModelBuilder  `Model.with_memory(m)`: a model plus per-call settings
+    ModelBuilder  `Model.with_memory(m)` / `.with_tools([..])`: a model plus per-call settings
     MemoryStore   a `memory` declaration: an ordered list of chat messages
     ModelStream   the chunks of `Model.stream(p)`, pulled as they arrive
 """
@@ -34,19 +34,38 @@ class ModelRef:
 
 
 class ModelBuilder:
-    __slots__ = ("model", "memory", "auto")
+    """A model plus settings for the calls made through it (spec 24, 25):
+    a memory, tools added with `with_tools`, and `without_tools()`. Each
+    builder method returns a new builder, so a chain never changes a value
+    another variable holds."""
+
+    __slots__ = ("model", "memory", "auto", "extra_tools", "no_default_tools")
     concerto_type = "ModelBuilder"
 
-    def __init__(self, model: str, memory: "MemoryStore | None" = None, auto: bool = True) -> None:
+    def __init__(self, model: str, memory: "MemoryStore | None" = None, auto: bool = True,
+                 extra_tools: tuple[str, ...] = (), no_default_tools: bool = False) -> None:
         self.model = model
         self.memory = memory
         self.auto = auto
+        self.extra_tools = extra_tools
+        self.no_default_tools = no_default_tools
+
+    def but(self, **changes: Any) -> "ModelBuilder":
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields.update(changes)
+        return ModelBuilder(**fields)
 
     def concerto_debug(self) -> str:
-        return f"<model {self.model} with memory {self.memory.name if self.memory else '-'}>"
+        parts = [f"memory {self.memory.name}"] if self.memory else []
+        if self.no_default_tools:
+            parts.append("without its tools")
+        if self.extra_tools:
+            parts.append("with tools " + ", ".join(self.extra_tools))
+        return f"<model {self.model}" + (" " + ", ".join(parts) if parts else "") + ">"
 
     def concerto_json(self) -> Any:
-        return {"model": self.model, "memory": self.memory.name if self.memory else None}
+        return {"model": self.model, "memory": self.memory.name if self.memory else None,
+                "tools": list(self.extra_tools), "without_tools": self.no_default_tools}
 
 
 class MemoryStore:

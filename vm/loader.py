@@ -20,6 +20,7 @@ from concerto.stdlib.registry import Native
 from concerto.vm import opcodes as O
 from concerto.vm.decorators import chain
 from concerto.vm.llm_values import MemoryStore, ModelRef
+from concerto.vm.tools import link_tools
 from concerto.vm.pipeline import LinkedPipeline, LinkedStage
 from concerto.vm.values import Closure
 
@@ -75,6 +76,8 @@ class Program:
     jit_source: str = ""
     jit_failures: list[str] = field(default_factory=list)  # the interpreter ran instead
     pipelines: dict[str, LinkedPipeline] = field(default_factory=dict)
+    # tool name -> (definition, instance, methods): see vm/tools.py
+    tools: dict[str, Any] = field(default_factory=dict)
 
 
 def load_bytes(data: bytes | str, source_file: str | None = None) -> Program:
@@ -156,6 +159,7 @@ def link(program: ir.Program, source_file: str | None = None) -> Program:
             raise IRLoadError(f"memory `{mem.name}`: max_messages must be at least 1", "memories")
         globals_[mem.name] = [MemoryStore(mem.name, mem.max_messages)]
     _check_llm_sections(program)
+    tools = link_tools(program, functions, globals_, _raise_load_error)
     constants = program.constants
     for i, c in enumerate(constants):
         if c.index != i:
@@ -178,7 +182,12 @@ def link(program: ir.Program, source_file: str | None = None) -> Program:
         init = functions[meta.init]
     linked = Program(program, functions, globals_, methods, functions[entry_name], init, file)
     linked.pipelines = _link_pipelines(program, functions)
+    linked.tools = tools
     return linked
+
+
+def _raise_load_error(message: str, where: str) -> None:
+    raise IRLoadError(message, where)
 
 
 def _decorated(lf: LinkedFunction, decorators: list[ir.DecoratorDef], what: str) -> Any:
@@ -450,7 +459,7 @@ def _link_instr(
     return (code, ins.arg, None)
 
 
-MODEL_METHODS = ("execute", "chat", "stream", "with_memory")
+MODEL_METHODS = ("execute", "chat", "stream", "with_memory", "with_tools", "without_tools")
 
 
 def _check_llm_sections(program: ir.Program) -> None:
@@ -458,7 +467,11 @@ def _check_llm_sections(program: ir.Program) -> None:
     and memories, schema names are unique, modes are known."""
     connections = {c.name for c in program.connections}
     memories = {m.name for m in program.memories}
+    tools = {t.name for t in program.tools}
     for i, m in enumerate(program.models):
+        for t in m.tools:
+            if t not in tools:
+                raise IRLoadError(f"model `{m.name}` uses tool `{t}`, which is not in `tools`", f"models[{i}]")
         if m.connection not in connections:
             raise IRLoadError(f"model `{m.name}` uses connection `{m.connection}`, which is not in `connections`", f"models[{i}]")
         if m.memory is not None and m.memory not in memories:

@@ -875,7 +875,7 @@ class Machine:
             wrapped = models.decorated.get(name)
             if wrapped is not None:
                 return wrapped(self, [recv, method, schema, args])
-        return models.call(recv, method, schema, args)
+        return models.call(recv, method, schema, args, self)
 
     def _call_method(self, recv: Any, name: str) -> Any:
         t = type(recv)

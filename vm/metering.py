@@ -41,6 +41,7 @@ class CallStats:
     latency_ms: float = 0.0  # summed over successful calls
     cost_usd: float = 0.0
     unpriced_tokens: int = 0  # tokens of models with no known price
+    tool_calls: int = 0  # tool calls the model asked for and the runtime ran
 
     def add(self, other: "CallStats") -> None:
         for name in self.__dataclass_fields__:

@@ -26,7 +26,9 @@ from concerto.vm.decorators import chain
 from concerto.vm.llm_values import MemoryStore, ModelBuilder, ModelRef, ModelStream
 from concerto.vm.connections import CallFailed, CallOptions, ConnectionManager, RetryPlan
 from concerto.vm.providers.base import ChatMessage, ChatRequest, StructuredOutput
-from concerto.vm.values import NONE, ConcertoError, Err, Ok, Some, StructValue
+from concerto.vm.metering import CallStats
+from concerto.vm.tools import MAX_TOOL_ROUNDS, ToolBox, ToolPermissions, ToolSet
+from concerto.vm.values import NONE, ConcertoError, Err, Ok, Some, StructValue, debug
 
 DEFAULT_TIMEOUT = 30.0
 # execute_with_schema attempts when the model sets no retry_policy (spec 07:
@@ -46,6 +48,7 @@ class ModelSpec:
     retry: RetryPlan | None  # the model's own policy (@retry or retry_policy), if any
     schema_attempts: int
     timeout: float | None
+    tools: tuple[str, ...] = ()
 
 
 def _model_spec(m: ir.ModelDef) -> ModelSpec:
@@ -63,13 +66,14 @@ def _model_spec(m: ir.ModelDef) -> ModelSpec:
             attempts = n
         elif d.name == "timeout":
             timeout = float(d.args.get("seconds", d.args.get("0", timeout or DEFAULT_TIMEOUT)))
-    return ModelSpec(m.name, m.connection, m.config, m.memory, retry, max(1, attempts), timeout)
+    return ModelSpec(m.name, m.connection, m.config, m.memory, retry, max(1, attempts), timeout, tuple(m.tools))
 
 
 class ModelRuntime:
     def __init__(self, program: ir.Program, manager: ConnectionManager, memories: dict[str, MemoryStore],
-                 bridge: Bridge | None = None) -> None:
+                 bridge: Bridge | None = None, toolbox: ToolBox | None = None) -> None:
         self.manager = manager
+        self.toolbox = toolbox or ToolBox({})
         self.bridge: Bridge = bridge or NoBridge()  # a run sets its TaskBridge
         self.models = {m.name: _model_spec(m) for m in program.models}
         self.schemas = {s.name: s for s in program.schemas}
@@ -78,39 +82,67 @@ class ModelRuntime:
         self.limiter: Any = None
         # Per model: `(vm, [method, schema, args]) -> value` behind @cache / @log.
         self.decorated: dict[str, Any] = {
-            m.name: chain(lambda vm, a: self.call(*a), [d for d in m.decorators if d.name in ("cache", "log")],
+            m.name: chain(lambda vm, a: self.call(*a, vm=vm), [d for d in m.decorators if d.name in ("cache", "log")],
                           f"model `{m.name}`", "model:log")
             for m in program.models if any(d.name in ("cache", "log") for d in m.decorators)}
 
     # -- the VM's entry point ------------------------------------------------
-    def call(self, receiver: Any, method: str, schema: str | None, args: list[Any]) -> Any:
+    def call(self, receiver: Any, method: str, schema: str | None, args: list[Any], vm: Any = None) -> Any:
+        """`vm` is the calling task's machine: tool calls a model asks for run on it."""
         if isinstance(receiver, ModelRef):
-            model, memory, auto = receiver.name, None, True
+            builder = ModelBuilder(receiver.name)
         elif isinstance(receiver, ModelBuilder):
-            model, memory, auto = receiver.model, receiver.memory, receiver.auto
+            builder = receiver
         else:
             raise ConcertoError(f"`{method}` needs a model, got {type(receiver).__name__}", "TypeError")
-        spec = self.models.get(model)
+        spec = self.models.get(builder.model)
         if spec is None:
-            raise ConcertoError(f"unknown model `{model}`", "RuntimeError")
+            raise ConcertoError(f"unknown model `{builder.model}`", "RuntimeError")
+        if method in ("with_memory", "with_tools", "without_tools"):
+            return self._build(builder, method, args)
+        memory, auto = builder.memory, builder.auto
         if memory is None and spec.memory is not None:
             memory = self.memories.get(spec.memory)
+        if method == "stream":
+            return self._stream(spec, _prompt(args), memory, auto)
+        turn = _Turn(self._toolset(spec, builder, vm), vm)
+        if method == "execute":
+            return self._execute(spec, _prompt(args), memory, auto, turn)
+        if method == "schema":
+            retry_message = args[1] if len(args) > 1 else None
+            return self._execute_schema(spec, _prompt(args), memory, auto, schema or "", retry_message, turn)
+        if method == "chat":
+            return self._chat(spec, args[0] if args else None, turn)
+        raise ConcertoError(f"no method `{method}` on a model", "TypeError")
+
+    def _build(self, builder: ModelBuilder, method: str, args: list[Any]) -> ModelBuilder:
         if method == "with_memory":
             store = args[0] if args else None
             if not isinstance(store, MemoryStore):
                 raise ConcertoError("`with_memory` needs a memory", "TypeError")
             flag = args[1] if len(args) > 1 else True
-            return ModelBuilder(model, store, flag is not False)
-        if method == "execute":
-            return self._execute(spec, _prompt(args), memory, auto)
-        if method == "schema":
-            retry_message = args[1] if len(args) > 1 else None
-            return self._execute_schema(spec, _prompt(args), memory, auto, schema or "", retry_message)
-        if method == "chat":
-            return self._chat(spec, args[0] if args else None)
-        if method == "stream":
-            return self._stream(spec, _prompt(args), memory, auto)
-        raise ConcertoError(f"no method `{method}` on a model", "TypeError")
+            return builder.but(memory=store, auto=flag is not False)
+        if method == "without_tools":
+            return builder.but(no_default_tools=True)
+        items = args[0] if args else None
+        if not isinstance(items, list):
+            raise ConcertoError("`with_tools` needs an Array of tools", "TypeError")
+        names = []
+        for item in items:
+            name = self.toolbox.tool_of(item)
+            if name is None:
+                raise ConcertoError(f"`with_tools`: {debug(item)} is not a tool", "TypeError")
+            names.append(name)
+        return builder.but(extra_tools=builder.extra_tools + tuple(names))
+
+    def _toolset(self, spec: ModelSpec, builder: ModelBuilder, vm: Any) -> ToolSet:
+        """Spec 25 "Tool Resolution Order": the model's own tools unless
+        without_tools(), then with_tools() ones, each once."""
+        names = ([] if builder.no_default_tools else list(spec.tools)) + list(builder.extra_tools)
+        if not names:
+            return ToolSet()
+        warn = (lambda text: vm.log("warn", f"model `{spec.name}`: {text}")) if vm is not None else None
+        return self.toolbox.toolset(names, warn)
 
     # -- methods ------------------------------------------------------------------
     def _messages(self, spec: ModelSpec, prompt: str, memory: MemoryStore | None) -> list[ChatMessage]:
@@ -148,9 +180,43 @@ class ModelRuntime:
     def _complete(self, spec: ModelSpec, req: ChatRequest) -> tuple[Any, float]:
         return self.bridge.call(self._acomplete, spec, req)
 
-    def _execute(self, spec: ModelSpec, prompt: str, memory: MemoryStore | None, auto: bool) -> Any:
+    def _converse(self, spec: ModelSpec, req: ChatRequest, turn: "_Turn") -> tuple[Any, float]:
+        """One model call, with its tool loop (spec 25): while the reply asks
+        for tools, run them and send the results back; at most
+        MAX_TOOL_ROUNDS rounds. Tokens and latency add up over the rounds."""
+        if not turn.tools or turn.vm is None:
+            return self._complete(spec, req)
+        req.tools = turn.tools.specs()
+        messages = list(req.messages)
+        tokens_in = tokens_out = 0
+        latency = 0.0
+        for _round in range(MAX_TOOL_ROUNDS + 1):
+            req.messages = messages
+            done, ms = self._complete(spec, req)
+            if isinstance(done, Err):
+                return done, 0.0
+            latency += ms
+            tokens_in += done.tokens_in or 0
+            tokens_out += done.tokens_out or 0
+            if not done.tool_calls or done.structured is not None:
+                done.tokens_in, done.tokens_out = tokens_in, tokens_out
+                return done, latency
+            if _round == MAX_TOOL_ROUNDS:
+                break
+            messages = messages + [ChatMessage("assistant", done.text, tuple(done.tool_calls))]
+            for call in done.tool_calls:
+                outcome = self.toolbox.run(turn.vm, turn.tools, call.name, call.arguments)
+                messages.append(ChatMessage("tool", outcome.content, tool_call_id=call.id, is_error=outcome.is_error))
+            self.manager.metrics.record(spec.name, spec.connection, CallStats(tool_calls=len(done.tool_calls)))
+        return Err(StructValue("AgentError", {
+            "message": f"model `{spec.name}` still asked for tools after {MAX_TOOL_ROUNDS} rounds of tool calls",
+            "kind": "tool_loop", "status": None, "model": req.model, "provider": spec.connection,
+            "attempts": MAX_TOOL_ROUNDS + 1,
+        })), 0.0
+
+    def _execute(self, spec: ModelSpec, prompt: str, memory: MemoryStore | None, auto: bool, turn: "_Turn") -> Any:
         req = self._request(spec, self._messages(spec, prompt, memory))
-        return self._executed(spec, prompt, memory, auto, *self._complete(spec, req))
+        return self._executed(spec, prompt, memory, auto, *self._converse(spec, req, turn))
 
     async def aexecute(self, model: str, prompt: str, memory: MemoryStore | None = None, auto: bool = True) -> Any:
         """`Model.execute(prompt)` for async callers already on the event loop
@@ -168,18 +234,18 @@ class ModelRuntime:
             memory.append("assistant", done.text)
         return Ok(self._response(spec, done, latency))
 
-    def _chat(self, spec: ModelSpec, messages: Any) -> Any:
+    def _chat(self, spec: ModelSpec, messages: Any, turn: "_Turn") -> Any:
         if not isinstance(messages, list):
             raise ConcertoError("`chat` needs an Array of messages", "TypeError")
         out = [ChatMessage("system", spec.config.system_prompt)] if spec.config.system_prompt else []
         for i, m in enumerate(messages):
             role, content = _message_parts(m, i)
             out.append(ChatMessage(role, content))
-        done, latency = self._complete(spec, self._request(spec, out))
+        done, latency = self._converse(spec, self._request(spec, out), turn)
         return done if isinstance(done, Err) else Ok(self._response(spec, done, latency))
 
     def _execute_schema(self, spec: ModelSpec, prompt: str, memory: MemoryStore | None, auto: bool,
-                        schema_name: str, retry_message: Any) -> Any:
+                        schema_name: str, retry_message: Any, turn: "_Turn") -> Any:
         sdef = self.schemas.get(schema_name)
         if sdef is None:
             raise ConcertoError(f"unknown schema `{schema_name}`", "RuntimeError")
@@ -194,7 +260,7 @@ class ModelRuntime:
         raw = ""
         started = time.perf_counter()
         for attempt in range(1, spec.schema_attempts + 1):
-            done, _ = self._complete(spec, self._request(spec, messages, structured=structured))
+            done, _ = self._converse(spec, self._request(spec, messages, structured=structured), turn)
             if isinstance(done, Err):
                 return done
             raw = done.text
@@ -252,6 +318,15 @@ class ModelRuntime:
         }))
 
 
+@dataclass(frozen=True)
+class _Turn:
+    """What one model call may use besides its prompt: the tools offered,
+    and the machine their methods run on."""
+
+    tools: ToolSet
+    vm: Any
+
+
 def _prompt(args: list[Any]) -> str:
     if not args or not isinstance(args[0], str):
         raise ConcertoError("a prompt must be a String", "TypeError")
@@ -303,7 +378,8 @@ def to_value(data: Any, schema: dict[str, Any], type_name: str, partial: bool = 
 
 
 def build_runtime(program: Any, *, environ: Any = None, overrides: Any = None, mock: bool = False,
-                  mock_replies: str | None = None, bridge: Bridge | None = None, **manager_options: Any) -> ModelRuntime | None:
+                  mock_replies: str | None = None, bridge: Bridge | None = None,
+                  tool_permissions: ToolPermissions | None = None, **manager_options: Any) -> ModelRuntime | None:
     """The model runtime for a linked program (vm.loader.Program), or None when
     it declares no models. Raises connections.ConfigError, naming the
     connection and the variable, when a key is missing: before any request."""
@@ -324,4 +400,4 @@ def build_runtime(program: Any, *, environ: Any = None, overrides: Any = None, m
     )
     memories = {m.name: program.globals[m.name][0] for m in ir_program.memories
                 if isinstance(program.globals.get(m.name, [None])[0], _Memory)}
-    return ModelRuntime(ir_program, manager, memories, bridge)
+    return ModelRuntime(ir_program, manager, memories, bridge, ToolBox(program.tools, tool_permissions))
