@@ -81,6 +81,10 @@ class ProgramBuilder:
         self.diagnostics.append(Diagnostic(file, span.line, span.col, message, hint=hint,
                                            length=_span_len(span)))
 
+    def warning(self, file: str, span: A.Span, message: str, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(file, span.line, span.col, message, hint=hint,
+                                           length=_span_len(span), severity="warning"))
+
 
 def _span_len(span: A.Span) -> int:
     if span.end_line == span.line and span.end_col > span.col:
@@ -508,6 +512,10 @@ class FunctionCompiler:
             self.check_visible(qual, e.span)
             self.emit("LOAD_GLOBAL", name=qual)
             return qual
+        if kind == "mcp":
+            self.check_visible(qual, e.span)
+            self.emit("LOAD_GLOBAL", name=qual)
+            return "Mcp"
         if kind in ("fn", "const", "hashmap"):
             self.check_visible(qual, e.span)
             self.emit("LOAD_GLOBAL", name=qual)
@@ -1807,6 +1815,11 @@ class FunctionCompiler:
             if self.symbols.item_kind(mqual) == "pipeline":
                 self.check_visible(mqual, obj.span)
                 return concurrency.run_pipeline(self, e, callee, mqual)
+            if self.symbols.item_kind(mqual) == "mcp":
+                self.error(e.span, f"`{obj.name if isinstance(obj, A.Name) else mqual}.{callee.name}` is an MCP tool: "
+                           "models call it, the program cannot yet",
+                           hint="list the server in a model's `tools:` or pass it to `with_tools([...])`")
+                raise CompileError()
         # Associated functions called through a value's type are not methods.
         recv_t = self.expr(obj)
         recv_head = T.split(recv_t)[0] if recv_t else None

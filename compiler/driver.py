@@ -78,6 +78,7 @@ def compile_source(text: str, file: str, *, manifest: Manifest | None = None, mo
     models, used_connections = llm.model_defs(pb, manifest.connections if manifest else None, mock)
     memories = llm.memory_defs(pb)
     tools = tool_checks.tool_defs(pb)
+    mcp_servers = tool_checks.mcp_defs(pb, manifest.mcp if manifest else None)
     _collect_methods(pb)
     concurrency.collect_pipelines(pb)
     _compile_functions(pb)
@@ -123,6 +124,7 @@ def compile_source(text: str, file: str, *, manifest: Manifest | None = None, mo
         connections=[ir.ConnectionDef(name, conf) for name, conf in used_connections.items()],
         memories=[msgspec.convert(m, ir.MemoryDef) for m in memories],
         tools=tools,
+        mcp_connections=mcp_servers,
         pipelines=concurrency.pipeline_defs(pb),
         source_map=ir.SourceMap(Path(file).name, mappings),
         metadata=ir.Metadata(compiler_version=COMPILER_VERSION, entry_point=entry,

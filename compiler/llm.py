@@ -151,7 +151,8 @@ def model_call(fc: "FunctionCompiler", e: A.Call, callee: A.Field, model: str | 
         else:
             t = fc.expr(arg)
             head, args = T.split(t) if t else (None, [])
-            if t not in (None, "Any") and not (head == "Array" and (not args or args[0] == "Any" or args[0] in fc.symbols.tools)):
+            if t not in (None, "Any") and not (head == "Array" and (not args or args[0] in ("Any", "Mcp")
+                                                                   or args[0] in fc.symbols.tools)):
                 fc.error(arg.span, f"`with_tools` needs an Array of tools, found `{t}`")
                 raise LlmError()
         fc.span = e.span
@@ -407,11 +408,9 @@ def _tool_name(pb: "ProgramBuilder", fc: Any, item: A.Expr) -> str | None:
         return None
     qual = "::".join(fc.resolve_path(segments))
     kind = pb.symbols.item_kind(qual)
-    if kind == "tool":
+    if kind in ("tool", "mcp"):
         fc.check_visible(qual, item.span)
         return qual
-    if kind == "mcp":
-        return None  # reported at the `mcp` declaration
     fc.error(item.span, f"`{'::'.join(segments)}` is not a tool" if kind else f"cannot find tool `{'::'.join(segments)}`",
              hint="declare it with `tool Name { description: \"...\", ... }`")
     return None

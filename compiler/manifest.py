@@ -67,7 +67,7 @@ class Manifest:
     entry: Path  # absolute: resolved against the manifest's folder
     connections: dict[str, ConnectionConfig] = field(default_factory=dict)  # in file order
     pricing: dict[str, Pricing] = field(default_factory=dict)  # project-wide overrides
-    mcp: dict[str, dict[str, Any]] = field(default_factory=dict)  # raw tables, not used yet
+    mcp: dict[str, dict[str, Any]] = field(default_factory=dict)  # [mcp.NAME] tables, checked
 
     @property
     def root(self) -> Path:

@@ -27,7 +27,7 @@ from concerto.stdlib import load as load_stdlib
 BUILTIN_TYPES = {
     "Int", "Float", "String", "Bool", "Nil", "Any", "Array", "Map", "Option", "Result",
     "Tuple", "Range", "Set", "Queue", "Stack", "HashMap", "Prompt", "Response", "Message",
-    "Self", "Memory", "Model", "ModelBuilder", "Stream", "StreamChunk", "Task",
+    "Self", "Memory", "Model", "ModelBuilder", "Stream", "StreamChunk", "Task", "Mcp",
 }
 # Built-in error types (spec 13): usable in typed catch and as struct-like values.
 BUILTIN_ERRORS = {

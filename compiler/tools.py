@@ -27,10 +27,57 @@ def tool_defs(pb: "ProgramBuilder") -> list[ir.ToolDef]:
     out = []
     for qual, (decl, module) in pb.symbols.tools.items():
         out.append(_tool_def(pb, qual, decl, module, files.get(module.path, module.file)))
+    return out
+
+
+# `mcp` block settings (spec 08); spec 22 moves them to Concerto.toml [mcp.NAME],
+# which wins where both are given.
+_MCP_SETTINGS = ("transport", "command", "url")
+
+
+def mcp_defs(pb: "ProgramBuilder", manifest: dict[str, dict[str, Any]] | None) -> list[ir.McpDef]:
+    from concerto.compiler.codegen import FunctionCompiler
+    from concerto.compiler.llm import _const_value
+
+    files = {m.path: m.file for m in pb.symbols.modules}
+    out = []
     for qual, (decl, module) in pb.symbols.mcps.items():
         file = files.get(module.path, module.file)
-        pb.error(file, decl.span, f"`mcp {decl.name}`: MCP servers are not supported by this runtime yet",
-                 hint="declare a `tool` whose methods call the server through the host with `await emit(...)`")
+        fc = FunctionCompiler(pb, module, "<mcp>")
+        config: dict[str, Any] = {}
+        for setting in decl.settings:
+            value = _const_value(setting.value)
+            if setting.name not in _MCP_SETTINGS:
+                pb.error(file, setting.span, f"unknown mcp setting `{setting.name}`",
+                         hint="settings: transport, command, url (or [mcp." + decl.name + "] in Concerto.toml)")
+            elif setting.name == "transport" and value not in ("stdio", "sse"):
+                pb.error(file, setting.value.span, "transport is \"stdio\" or \"sse\"")
+            else:
+                config[setting.name] = value
+        for f in decl.fields:
+            pb.error(file, f.span, "an mcp block declares tools, not state",
+                     hint="declare tools as `fn name(param: Type) -> Result<T, ToolError>;`")
+        for d in decl.decorators:
+            pb.error(file, d.span, f"`@{d.name}` cannot decorate an mcp block")
+        config.update((manifest or {}).get(decl.name, {}))
+        if "transport" not in config:
+            pb.warning(file, decl.span, f"mcp `{decl.name}` has no transport: add [mcp.{decl.name}] to Concerto.toml",
+                       hint="models can use its tools only once it says how to start the server")
+        tools = []
+        schemas = []
+        for m in decl.methods:
+            method = _method(pb, fc, file, decl, m, mcp=True)
+            if method is None:
+                continue
+            tools.append(ir.McpToolDef(m.name, method.description, method.params, method.return_type))
+            schemas.append(ir.ToolSchemaEntry(f"{qual}::{m.name}", method.description, _parameters(pb, method)))
+        if not decl.methods:
+            pb.error(file, decl.span, f"mcp `{decl.name}` declares no tools",
+                     hint="declare each tool the model may use: `fn name(param: Type) -> Result<T, ToolError>;`")
+        timeout = config.get("timeout")
+        out.append(ir.McpDef(qual, module.path or "main", config.get("transport"), config.get("command"),
+                             list(config.get("args", [])), dict(config.get("env", {})), config.get("url"),
+                             float(timeout) if timeout is not None else None, tools, schemas))
     return out
 
 
@@ -118,13 +165,17 @@ def _json_type(value: Any) -> str | None:
     return None  # arrays and maps: their element types are checked no further
 
 
-def _method(pb: "ProgramBuilder", fc: "FunctionCompiler", file: str, decl: A.ToolDecl,
-            m: A.FnDecl) -> ir.ToolMethod | None:
+def _method(pb: "ProgramBuilder", fc: "FunctionCompiler", file: str, decl: A.ToolDecl | A.McpDecl,
+            m: A.FnDecl, mcp: bool = False) -> ir.ToolMethod | None:
     from concerto.compiler.llm import _NOT_CONST, _const_value, _unrepresentable
 
-    where = f"tool method `{decl.name}.{m.name}`"
+    where = f"{'MCP tool' if mcp else 'tool method'} `{decl.name}.{m.name}`"
     ok = True
-    if not m.has_self:
+    if mcp and (m.has_self or m.body is not None):
+        pb.error(file, m.span, f"{where} is implemented by the server: no `self`, no body",
+                 hint=f"write `fn {m.name}(param: Type) -> Result<T, ToolError>;`")
+        ok = False
+    elif not mcp and not m.has_self:
         pb.error(file, m.span, f"{where} must take `self`", hint=f"write `pub fn {m.name}(self, ...)`")
         ok = False
     describe = [d for d in m.decorators if d.name == "describe"]

@@ -212,6 +212,33 @@ class ToolDef(msgspec.Struct):
     tool_schemas: list[ToolSchemaEntry] = []
 
 
+class McpToolDef(msgspec.Struct, omit_defaults=True):
+    """One tool an MCP server is declared to provide (spec 08 `mcp` blocks)."""
+
+    name: str
+    description: str = ""
+    params: list[ToolParam] = []
+    return_type: Any = "any"
+
+
+class McpDef(msgspec.Struct, omit_defaults=True):
+    """An `mcp` declaration: its typed tools (source) and how to reach the
+    server (Concerto.toml `[mcp.NAME]`, or the block's own settings). `env`
+    maps a variable the server sees to the variable of ours that supplies it:
+    names only, never values."""
+
+    name: str
+    module: str = "main"
+    transport: str | None = None  # stdio | sse
+    command: str | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    url: str | None = None
+    timeout: float | None = None
+    tools: list[McpToolDef] = []
+    tool_schemas: list[ToolSchemaEntry] = []
+
+
 class StageDef(msgspec.Struct):
     """One pipeline stage: a function of one parameter (spec 15, 30)."""
 
@@ -273,7 +300,7 @@ class Program(msgspec.Struct):
     functions: list[Function]
     models: list[ModelDef] = []
     tools: list[ToolDef] = []
-    mcp_connections: list[Any] = []
+    mcp_connections: list[McpDef] = []
     schemas: list[SchemaDef] = []
     connections: list[ConnectionDef] = []
     hashmaps: list[HashMapDef] = []

@@ -467,7 +467,7 @@ def _check_llm_sections(program: ir.Program) -> None:
     and memories, schema names are unique, modes are known."""
     connections = {c.name for c in program.connections}
     memories = {m.name for m in program.memories}
-    tools = {t.name for t in program.tools}
+    tools = {t.name for t in program.tools} | {s.name for s in program.mcp_connections}
     for i, m in enumerate(program.models):
         for t in m.tools:
             if t not in tools:

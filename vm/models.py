@@ -106,6 +106,9 @@ class ModelRuntime:
         if method == "stream":
             return self._stream(spec, _prompt(args), memory, auto)
         turn = _Turn(self._toolset(spec, builder, vm), vm)
+        failed = self._start_servers(spec, turn.tools)
+        if failed is not None:
+            return failed
         if method == "execute":
             return self._execute(spec, _prompt(args), memory, auto, turn)
         if method == "schema":
@@ -180,6 +183,20 @@ class ModelRuntime:
     def _complete(self, spec: ModelSpec, req: ChatRequest) -> tuple[Any, float]:
         return self.bridge.call(self._acomplete, spec, req)
 
+    def _start_servers(self, spec: ModelSpec, tools: ToolSet) -> Err | None:
+        """Start the MCP servers whose tools this call offers (spec 20 "Runtime
+        Validation"); one that cannot start fails the call as an AgentError."""
+        from concerto.vm.mcp import McpError
+
+        for server in self.toolbox.servers(tools):
+            try:
+                self.bridge.call(self.toolbox.mcp.ready, server, self.bridge.spawn)
+            except McpError as exc:
+                return Err(StructValue("AgentError", {
+                    "message": f"model `{spec.name}`: {exc}", "kind": "tool_unavailable", "status": None,
+                    "model": spec.config.model or "", "provider": spec.connection, "attempts": 0}))
+        return None
+
     def _converse(self, spec: ModelSpec, req: ChatRequest, turn: "_Turn") -> tuple[Any, float]:
         """One model call, with its tool loop (spec 25): while the reply asks
         for tools, run them and send the results back; at most
@@ -205,7 +222,7 @@ class ModelRuntime:
                 break
             messages = messages + [ChatMessage("assistant", done.text, tuple(done.tool_calls))]
             for call in done.tool_calls:
-                outcome = self.toolbox.run(turn.vm, turn.tools, call.name, call.arguments)
+                outcome = self.toolbox.run(turn.vm, turn.tools, call.name, call.arguments, self.bridge)
                 messages.append(ChatMessage("tool", outcome.content, tool_call_id=call.id, is_error=outcome.is_error))
             self.manager.metrics.record(spec.name, spec.connection, CallStats(tool_calls=len(done.tool_calls)))
         return Err(StructValue("AgentError", {
@@ -400,4 +417,9 @@ def build_runtime(program: Any, *, environ: Any = None, overrides: Any = None, m
     )
     memories = {m.name: program.globals[m.name][0] for m in ir_program.memories
                 if isinstance(program.globals.get(m.name, [None])[0], _Memory)}
-    return ModelRuntime(ir_program, manager, memories, bridge, ToolBox(program.tools, tool_permissions))
+    servers = None
+    if ir_program.mcp_connections:
+        from concerto.vm.mcp_servers import McpServers
+
+        servers = McpServers(ir_program.mcp_connections, manager.environ)
+    return ModelRuntime(ir_program, manager, memories, bridge, ToolBox(program.tools, tool_permissions, servers))

@@ -86,9 +86,26 @@ class ToolPermissions:
 class LinkedMethod:
     tool: str
     name: str
-    function: Any  # vm.loader.LinkedFunction
+    function: Any  # vm.loader.LinkedFunction; None for an MCP server's tool
     params: tuple[ir.ToolParam, ...]
     schema: ir.ToolSchemaEntry
+    server: str | None = None  # the MCP server that runs it
+
+
+class McpRef:
+    """An `mcp` declaration as a value (`with_tools([GitHub])`)."""
+
+    __slots__ = ("name",)
+    concerto_type = "Mcp"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def concerto_debug(self) -> str:
+        return f"<mcp {self.name}>"
+
+    def concerto_json(self) -> Any:
+        return {"mcp": self.name}
 
 
 @dataclass
@@ -115,11 +132,12 @@ class ToolOutcome:
 
 
 class ToolBox:
-    def __init__(self, tools: dict[str, tuple[ir.ToolDef, Any, dict[str, LinkedMethod]]],
-                 permissions: ToolPermissions | None = None) -> None:
-        # name -> (definition, instance, methods by name)
+    def __init__(self, tools: dict[str, tuple[Any, Any, dict[str, LinkedMethod]]],
+                 permissions: ToolPermissions | None = None, mcp: Any = None) -> None:
+        # name -> (definition, instance or McpRef, methods by name)
         self.tools = tools
         self.permissions = permissions or ToolPermissions()
+        self.mcp = mcp  # vm.mcp_servers.McpServers when the program declares servers
         self.calls = 0
         self._warned: set[str] = set()
 
@@ -130,6 +148,8 @@ class ToolBox:
         """The tool a value names (`[Calculator]` evaluates to instances)."""
         if isinstance(value, StructValue) and value.type_name in self.tools:
             return value.type_name
+        if isinstance(value, McpRef) and value.name in self.tools:
+            return value.name
         if isinstance(value, str) and value in self.tools:
             return value
         return None
@@ -154,13 +174,20 @@ class ToolBox:
                      f"`--allow-tool {name}` or RuntimeConfig(tool_permissions={{\"{name}\": True}})")
         return out
 
-    def run(self, vm: Any, tools: ToolSet, wire: str, arguments: Mapping[str, Any]) -> ToolOutcome:
-        """Run the call a model asked for, on `vm` (the calling task's machine)."""
+    def servers(self, tools: ToolSet) -> list[str]:
+        """The MCP servers whose tools `tools` offers."""
+        return list(dict.fromkeys(m.server for m in tools.methods.values() if m.server))
+
+    def run(self, vm: Any, tools: ToolSet, wire: str, arguments: Mapping[str, Any], bridge: Any = None) -> ToolOutcome:
+        """Run the call a model asked for, on `vm` (the calling task's machine);
+        an MCP server's tool goes to the server through `bridge`."""
         self.calls += 1
         method = tools.methods.get(wire)
         if method is None:
             known = ", ".join(tools.methods) or "none"
             return ToolOutcome(f"error: there is no tool `{wire}` (available: {known})", True)
+        if method.server is not None:
+            return self._run_mcp(method, arguments, bridge)
         try:
             args = _arguments(method, arguments)
         except _BadArguments as bad:
@@ -181,8 +208,37 @@ class ToolBox:
         return ToolOutcome(json.dumps(to_json(result), ensure_ascii=False), False)
 
 
+    def _run_mcp(self, method: LinkedMethod, arguments: Mapping[str, Any], bridge: Any) -> ToolOutcome:
+        from concerto.vm import schema as schemas
+        from concerto.vm.mcp import McpError
+
+        try:
+            _check_names(method, arguments)
+        except _BadArguments as bad:
+            return ToolOutcome(f"error: {bad}", True)
+        cleaned, issues = schemas.validate(dict(arguments), method.schema.parameters, "coerce")
+        if issues:
+            return ToolOutcome(f"error: bad arguments for `{method.name}`: "
+                               + "; ".join(i.message for i in issues), True)
+        try:
+            result = bridge.call(self.mcp.call, method.server, method.name, cleaned, bridge.spawn)
+        except McpError as exc:
+            return ToolOutcome(f"error: {exc}", True)
+        if result.is_error and not result.text.startswith("error"):
+            # OpenAI's wire format has no error flag: say it in the text, as for local tools.
+            return ToolOutcome(f"error: {result.text}", True)
+        return ToolOutcome(result.text, result.is_error)
+
+
 class _BadArguments(Exception):
     pass
+
+
+def _check_names(method: LinkedMethod, given: Mapping[str, Any]) -> None:
+    unknown = sorted(set(given) - {p.name for p in method.params})
+    if unknown:
+        raise _BadArguments(f"`{method.name}` has no parameter `{unknown[0]}` "
+                            f"(parameters: {', '.join(p.name for p in method.params) or 'none'})")
 
 
 def _arguments(method: LinkedMethod, given: Mapping[str, Any]) -> list[Any]:
@@ -191,10 +247,7 @@ def _arguments(method: LinkedMethod, given: Mapping[str, Any]) -> list[Any]:
     from concerto.vm import schema as schemas
     from concerto.vm.models import to_value
 
-    unknown = sorted(set(given) - {p.name for p in method.params})
-    if unknown:
-        raise _BadArguments(f"`{method.name}` has no parameter `{unknown[0]}` "
-                            f"(parameters: {', '.join(p.name for p in method.params) or 'none'})")
+    _check_names(method, given)
     cleaned, issues = schemas.validate(dict(given), method.schema.parameters, "coerce")
     if issues:
         raise _BadArguments(f"bad arguments for `{method.name}`: " + "; ".join(i.message for i in issues))
@@ -252,6 +305,19 @@ def link_tools(program: ir.Program, functions: Mapping[str, Any], globals_: dict
         instance = StructValue(tool.name, state)
         globals_[tool.name] = [instance]
         out[tool.name] = (tool, instance, methods)
+    for server in program.mcp_connections:
+        where = f"mcp server `{server.name}`"
+        if server.name in out or server.name in globals_:
+            error("clashes with another global of that name", where)
+        schemas = {s.method_name: s for s in server.tool_schemas}
+        methods = {}
+        for t in server.tools:
+            entry = schemas.get(f"{server.name}::{t.name}") or ir.ToolSchemaEntry(
+                f"{server.name}::{t.name}", t.description, _parameters(t.params))
+            methods[t.name] = LinkedMethod(server.name, t.name, None, tuple(t.params), entry, server.name)
+        ref = McpRef(server.name)
+        globals_[server.name] = [ref]
+        out[server.name] = (server, ref, methods)
     return out
 
 
