@@ -256,12 +256,19 @@ def run(
 def _tool_permissions(allowed: list[str], program: Any) -> dict[str, Any]:
     """--allow-tool NAME / NAME.method / '*' -> RuntimeConfig.tool_permissions."""
     tools = {t.name: {m.name for m in t.methods} for t in program.ir.tools}
+    tools.update((s.name, {t.name for t in s.tools}) for s in program.ir.mcp_connections)
+    # A tool in a module may be named without its path when that is unambiguous.
+    short: dict[str, list[str]] = {}
+    for qual in tools:
+        short.setdefault(qual.rsplit("::", 1)[-1], []).append(qual)
     grants: dict[str, Any] = {}
     for entry in allowed:
         name, _, method = entry.partition(".")
         if name == "*" and not method:
             grants["*"] = True
             continue
+        if name not in tools and len(short.get(name, [])) == 1:
+            name = short[name][0]
         if name not in tools:
             known = ", ".join(sorted(tools)) or "none"
             err_console.print(f"error: --allow-tool {entry}: the program has no tool `{name}` (tools: {known})",

@@ -177,3 +177,16 @@ def test_with_tools_takes_tools_and_without_tools_takes_nothing():
 def test_error_new_needs_one_string():
     one_error('fn main() { let e = ToolError::new(1); }\n', "an error message must be a String")
     one_error('fn main() { let e = ToolError::new("a", "b"); }\n', "takes one message")
+
+
+def test_tool_and_mcp_stay_usable_as_names():
+    out = emitted("""
+    fn tool(x: Int) -> Int { x + 1 }
+    fn main() {
+        let mcp = 2;
+        emit("a", tool(mcp));
+        let tool = 5;
+        emit("b", tool);
+    }
+    """)
+    assert out == [3, 5]

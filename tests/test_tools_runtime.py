@@ -366,3 +366,24 @@ def test_the_tools_example_runs_offline():
         ("notes", ["12 / 4 + 5 = 8"]),
         ("answer", "Hello!"),
     ]
+
+
+def test_a_tool_in_a_module_is_allowed_by_its_short_name_on_the_mock_provider(tmp_path):
+    (tmp_path / "main.conc").write_text("""
+mod helpers {
+    pub tool Clock {
+        description: "Time",
+        @describe("Now")
+        pub fn now(self) -> Int { 42 }
+    }
+}
+model M { provider: demo, tools: [helpers::Clock] }
+fn main() { emit("r", M.execute("time?").unwrap().text); }
+""")
+    (tmp_path / "r.json").write_text(json.dumps([{"tool_calls": [{"name": "helpers__Clock__now"}]}, "It is 42."]))
+    code, emits, err = cli_run(tmp_path / "main.conc", "--mock-replies", str(tmp_path / "r.json"),
+                               "--allow-tool", "Clock", "--metrics")
+    assert code == 0, err
+    assert emits == [{"channel": "r", "payload": "It is 42."}]
+    row = next(line for line in err.splitlines() if "model M" in line)
+    assert [c.strip() for c in row.split("│") if c.strip()][5] == "1"  # tool calls

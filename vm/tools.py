@@ -23,7 +23,7 @@ from typing import Any
 
 from concerto import ir
 from concerto.vm.operators import as_fault, fault_value
-from concerto.vm.values import NONE, ConcertoError, Err, Ok, Some, StructValue, display, to_json
+from concerto.vm.values import NONE, Err, Ok, Some, StructValue, display, to_json
 
 # Spec 25: the loop ends after this many rounds of tool calls.
 MAX_TOOL_ROUNDS = 10
@@ -138,11 +138,7 @@ class ToolBox:
         self.tools = tools
         self.permissions = permissions or ToolPermissions()
         self.mcp = mcp  # vm.mcp_servers.McpServers when the program declares servers
-        self.calls = 0
         self._warned: set[str] = set()
-
-    def instance(self, name: str) -> Any:
-        return self.tools[name][1]
 
     def tool_of(self, value: Any) -> str | None:
         """The tool a value names (`[Calculator]` evaluates to instances)."""
@@ -181,7 +177,6 @@ class ToolBox:
     def run(self, vm: Any, tools: ToolSet, wire: str, arguments: Mapping[str, Any], bridge: Any = None) -> ToolOutcome:
         """Run the call a model asked for, on `vm` (the calling task's machine);
         an MCP server's tool goes to the server through `bridge`."""
-        self.calls += 1
         method = tools.methods.get(wire)
         if method is None:
             known = ", ".join(tools.methods) or "none"
@@ -333,7 +328,3 @@ def _parameters(params: Iterable[ir.ToolParam]) -> dict[str, Any]:
     """A plain schema for IR written without tool_schemas (every value allowed)."""
     props = {p.name: {"description": p.description} if p.description else {} for p in params}
     return {"type": "object", "properties": props, "required": [p.name for p in params if p.required]}
-
-
-def unknown_tool_error(name: str) -> ConcertoError:
-    return ConcertoError(f"`{name}` is not a tool", "TypeError")
