@@ -190,3 +190,24 @@ def test_tool_and_mcp_stay_usable_as_names():
     }
     """)
     assert out == [3, 5]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: d["tools"][0]["methods"][0].update(function="Calculator::gone"),
+     "tool `Calculator`: method `add` names function `Calculator::gone`, which is not among the functions"),
+    (lambda d: d["tools"][0]["methods"][0]["params"].pop(),
+     "function `Calculator::add` takes 3 parameter(s), expected self and 1"),
+    (lambda d: d["models"][0]["tools"].append("Ghost"),
+     "model `M` uses tool `Ghost`, which is not in `tools`"),
+])
+def test_the_loader_checks_the_tools_section(damage, message):
+    from concerto.vm.loader import IRLoadError, load_object
+
+    result = compile_source(CALC + 'model M { provider: demo, tools: [Calculator] }\nfn main() {}\n',
+                            "main.conc", mock=True)
+    assert result.ok, rendered(result)
+    data = json.loads(ir.encode(result.program))
+    damage(data)
+    with pytest.raises(IRLoadError) as info:
+        load_object(data)
+    assert message in str(info.value)
