@@ -211,3 +211,20 @@ def test_the_loader_checks_the_tools_section(damage, message):
     with pytest.raises(IRLoadError) as info:
         load_object(data)
     assert message in str(info.value)
+
+
+MCP_HEAD = 'mcp S {\n    transport: "stdio",\n    command: "srv",\n'
+
+
+@pytest.mark.parametrize("body, fragment", [
+    (MCP_HEAD + '    port: "1",\n    @describe("x")\n    fn f();\n}\n', "unknown mcp setting `port`"),
+    ('mcp S {\n    transport: "pipe",\n    @describe("x")\n    fn f();\n}\n', 'transport is "stdio" or "sse"'),
+    (MCP_HEAD + '    n: Int = 1,\n    @describe("x")\n    fn f();\n}\n', "declares tools, not state"),
+    (MCP_HEAD + '}\n', "declares no tools"),
+    (MCP_HEAD + '    @describe("x")\n    fn f(self);\n}\n', "implemented by the server: no `self`, no body"),
+    (MCP_HEAD + '    @describe("x")\n    fn f() { }\n}\n', "implemented by the server: no `self`, no body"),
+    (MCP_HEAD + '    fn f();\n}\n', "MCP tool `S.f` needs `@describe"),
+    (MCP_HEAD + '    @describe("x")\n    fn f(q: String);\n}\n', "parameter `q` of MCP tool `S.f` needs `@param"),
+])
+def test_mcp_block_rules_are_compile_errors(body, fragment):
+    one_error(body + "fn main() {}\n", fragment)
