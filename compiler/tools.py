@@ -99,7 +99,7 @@ def _tool_def(pb: "ProgramBuilder", qual: str, decl: A.ToolDecl, module: "Module
             continue
         methods.append(method)
         schemas.append(ir.ToolSchemaEntry(f"{qual}::{m.name}", method.description, _parameters(pb, method)))
-    if not methods:
+    if not any(m.public for m in decl.methods):
         pb.error(file, decl.span, f"tool `{decl.name}` has no `pub fn` methods, so a model could never call it",
                  hint="add `@describe(\"...\") pub fn name(self, ...) { ... }`")
     return ir.ToolDef(qual, module.path or "main", description, fields, methods, schemas)
