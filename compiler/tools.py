@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from concerto import ir
 from concerto.compiler import ast as A
 from concerto.compiler import types as T
+from concerto.compiler.manifest import MCP_TRANSPORTS
 
 if TYPE_CHECKING:
     from concerto.compiler.codegen import FunctionCompiler, ProgramBuilder
@@ -50,8 +51,8 @@ def mcp_defs(pb: "ProgramBuilder", manifest: dict[str, dict[str, Any]] | None) -
             if setting.name not in _MCP_SETTINGS:
                 pb.error(file, setting.span, f"unknown mcp setting `{setting.name}`",
                          hint="settings: transport, command, url (or [mcp." + decl.name + "] in Concerto.toml)")
-            elif setting.name == "transport" and value not in ("stdio", "sse"):
-                pb.error(file, setting.value.span, "transport is \"stdio\" or \"sse\"")
+            elif setting.name == "transport" and value not in MCP_TRANSPORTS:
+                pb.error(file, setting.value.span, "transport is " + " or ".join(f'"{t}"' for t in MCP_TRANSPORTS))
             else:
                 config[setting.name] = value
         for f in decl.fields:

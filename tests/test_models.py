@@ -33,18 +33,6 @@ PROJECT = '[project]\nname = "t"\nversion = "0.1.0"\nentry = "src/main.conc"\n\n
 
 
 @pytest.fixture(scope="module")
-def server_keyed():
-    with FakeProvider() as f:
-        yield f
-
-
-@pytest.fixture
-def fake(server_keyed: FakeProvider) -> FakeProvider:
-    server_keyed.reset()
-    return server_keyed
-
-
-@pytest.fixture(scope="module")
 def strict_server():
     """A server that checks the key, for the auth tests."""
     with FakeProvider(api_key=KEY) as f:

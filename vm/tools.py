@@ -202,19 +202,13 @@ class ToolBox:
             return ToolOutcome(result, False)
         return ToolOutcome(json.dumps(to_json(result), ensure_ascii=False), False)
 
-
     def _run_mcp(self, method: LinkedMethod, arguments: Mapping[str, Any], bridge: Any) -> ToolOutcome:
-        from concerto.vm import schema as schemas
         from concerto.vm.mcp import McpError
 
         try:
-            _check_names(method, arguments)
+            cleaned = _validated(method, arguments)
         except _BadArguments as bad:
             return ToolOutcome(f"error: {bad}", True)
-        cleaned, issues = schemas.validate(dict(arguments), method.schema.parameters, "coerce")
-        if issues:
-            return ToolOutcome(f"error: bad arguments for `{method.name}`: "
-                               + "; ".join(i.message for i in issues), True)
         try:
             result = bridge.call(self.mcp.call, method.server, method.name, cleaned, bridge.spawn)
         except McpError as exc:
@@ -229,23 +223,26 @@ class _BadArguments(Exception):
     pass
 
 
-def _check_names(method: LinkedMethod, given: Mapping[str, Any]) -> None:
+def _validated(method: LinkedMethod, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's JSON arguments checked against the method's schema, in
+    coerce mode ("5" for an Int is 5): local and MCP tools alike."""
+    from concerto.vm import schema as schemas
+
     unknown = sorted(set(given) - {p.name for p in method.params})
     if unknown:
         raise _BadArguments(f"`{method.name}` has no parameter `{unknown[0]}` "
                             f"(parameters: {', '.join(p.name for p in method.params) or 'none'})")
-
-
-def _arguments(method: LinkedMethod, given: Mapping[str, Any]) -> list[Any]:
-    """The model's JSON arguments -> the method's parameters, in order,
-    checked against the method's schema (in coerce mode: "5" for an Int is 5)."""
-    from concerto.vm import schema as schemas
-    from concerto.vm.models import to_value
-
-    _check_names(method, given)
     cleaned, issues = schemas.validate(dict(given), method.schema.parameters, "coerce")
     if issues:
         raise _BadArguments(f"bad arguments for `{method.name}`: " + "; ".join(i.message for i in issues))
+    return cleaned
+
+
+def _arguments(method: LinkedMethod, given: Mapping[str, Any]) -> list[Any]:
+    """The model's JSON arguments -> the method's parameters, in order."""
+    from concerto.vm.models import to_value
+
+    cleaned = _validated(method, given)
     props = method.schema.parameters.get("properties", {})
     out = []
     for p in method.params:
