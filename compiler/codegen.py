@@ -578,10 +578,29 @@ class FunctionCompiler:
         self.emit("NEG")
         return t
 
+    # Operator chains (`a + b + c ...`, `x || y || z ...`, `p ?? q ?? r ...`) nest
+    # to the left without limit (compiler/nesting.py counts a chain as one
+    # level), so each x_ method below walks its chain's left spine in a loop.
+    @staticmethod
+    def _left_spine(e: A.Expr, kind: type) -> tuple[A.Expr, list[Any]]:
+        """The chain's operators, innermost first, and its leftmost operand."""
+        spine = []
+        while isinstance(e, kind):
+            spine.append(e)
+            e = e.left  # type: ignore[attr-defined]
+        spine.reverse()
+        return e, spine
+
     def x_Binary(self, e: A.Binary) -> str | None:
-        lt = self.expr(e.left)
-        rt = self.expr(e.right)
-        self.span = e.span
+        first, spine = self._left_spine(e, A.Binary)
+        lt = self.expr(first)
+        for node in spine:
+            rt = self.expr(node.right)
+            self.span = node.span
+            lt = self.binary_op(node, lt, rt)
+        return lt
+
+    def binary_op(self, e: A.Binary, lt: str | None, rt: str | None) -> str | None:
         if e.op in _ARITH:
             result = self.arith_type(e, lt, rt)
             self.emit(_ARITH[e.op])
@@ -607,14 +626,17 @@ class FunctionCompiler:
         return None
 
     def x_Logical(self, e: A.Logical) -> str:
-        lt = self.expr(e.left)
-        self.check_bool(e.left, lt, f"`{e.op}`")
-        self.emit("DUP")
-        jump = self.emit("JUMP_IF_FALSE" if e.op == "&&" else "JUMP_IF_TRUE", arg=None)
-        self.emit("POP")
-        rt = self.expr(e.right)
-        self.check_bool(e.right, rt, f"`{e.op}`")
-        self.patch(jump)
+        first, spine = self._left_spine(e, A.Logical)
+        lt: str | None = self.expr(first)
+        for node in spine:
+            self.check_bool(node.left, lt, f"`{node.op}`")
+            self.emit("DUP")
+            jump = self.emit("JUMP_IF_FALSE" if node.op == "&&" else "JUMP_IF_TRUE", arg=None)
+            self.emit("POP")
+            rt = self.expr(node.right)
+            self.check_bool(node.right, rt, f"`{node.op}`")
+            self.patch(jump)
+            lt = "Bool"
         return "Bool"
 
     def check_bool(self, node: A.Node, t: str | None, what: str) -> None:
@@ -623,14 +645,18 @@ class FunctionCompiler:
                        hint="Concerto has no truthiness; compare explicitly (e.g. `x != 0`)")
 
     def x_Coalesce(self, e: A.Coalesce) -> str | None:
-        lt = self.expr(e.left)
-        self.span = e.span
-        jump = self.emit("COALESCE", arg=None)
-        rt = self.expr(e.right)
-        self.patch(jump)
-        if lt and lt.startswith("Option<"):
-            return T.unify(T.split(lt)[1][0], rt) or rt
-        return rt if lt in (None, "Nil") else T.unify(lt, rt)
+        first, spine = self._left_spine(e, A.Coalesce)
+        lt = self.expr(first)
+        for node in spine:
+            self.span = node.span
+            jump = self.emit("COALESCE", arg=None)
+            rt = self.expr(node.right)
+            self.patch(jump)
+            if lt and lt.startswith("Option<"):
+                lt = T.unify(T.split(lt)[1][0], rt) or rt
+            else:
+                lt = rt if lt in (None, "Nil") else T.unify(lt, rt)
+        return lt
 
     def x_Pipe(self, e: A.Pipe) -> str | None:
         right = e.right
@@ -1836,6 +1862,8 @@ class FunctionCompiler:
             if native is None and recv_head not in ("Any",) and not self.user_method_exists(callee.name):
                 self.error(callee.span, f"no method `{callee.name}` on `{recv_t}`", hint=self.suggest_method(recv_head, callee.name))
                 raise CompileError()
+            if native is not None:
+                self.check_method_arity(e, callee, recv_head, native)
             if native is not None and native.mutates:
                 self.require_mutable_receiver(obj)
         elif recv_head in self.symbols.structs and not self.user_method_exists(callee.name, recv_head):
@@ -1847,6 +1875,19 @@ class FunctionCompiler:
         self.span = e.span
         self.emit("CALL_METHOD", name=callee.name, argc=len(args))
         return _method_return_type(recv_t, callee.name)
+
+    def check_method_arity(self, e: A.Call, callee: A.Field, recv_head: str, native: Any) -> None:
+        """A built-in method's argument count, when the receiver's type is known here."""
+        count = len(e.args)
+        lo, hi = native.min_args, native.max_args
+        if lo <= count and (hi is None or count <= hi):
+            return
+        s = callee.span
+        # Point at the method's name, the end of `obj.name`.
+        at = A.Span(s.end_line, s.end_col - len(callee.name), s.end_line, s.end_col) \
+            if s.end_line and s.end_col > len(callee.name) else s
+        self.error(at, f"`{callee.name}` on {recv_head} takes {_arg_count(lo, hi)}, {count} given")
+        raise CompileError()
 
     def llm_call(self, e: A.Call, callee: A.Field, model: str | None) -> str | None:
         try:
@@ -1867,6 +1908,15 @@ class FunctionCompiler:
 
     def require_mutable_receiver(self, obj: A.Expr) -> None:
         self.require_mutable_root(obj, check_self=False)
+
+
+def _arg_count(lo: int, hi: int | None) -> str:
+    """`1 argument`, `no arguments`, `1 to 2 arguments`, `at least 1 argument`."""
+    if hi is None:
+        return f"at least {lo} argument{'' if lo == 1 else 's'}"
+    if lo == hi:
+        return "no arguments" if lo == 0 else f"{lo} argument{'' if lo == 1 else 's'}"
+    return f"{lo} to {hi} arguments"
 
 
 def _diverges(stmt: A.Stmt) -> bool:

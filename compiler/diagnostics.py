@@ -14,6 +14,8 @@ class Diagnostic:
     severity: str = "error"  # "error" | "warning"
     hint: str | None = None
     length: int = 1  # how many columns the caret underlines
+    # False when the source line may hold a secret (a credential pasted into Concerto.toml).
+    show_source: bool = True
 
     def header(self) -> str:
         return f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message}"
@@ -22,7 +24,7 @@ class Diagnostic:
 def render_plain(diag: Diagnostic, source: str | None) -> str:
     """`file:line:col: error: message`, the source line, a caret, and a hint."""
     lines = [diag.header()]
-    if source is not None and diag.line >= 1:
+    if source is not None and diag.line >= 1 and diag.show_source:
         src_lines = source.split("\n")
         if diag.line <= len(src_lines):
             text = src_lines[diag.line - 1].rstrip("\r").expandtabs(4)

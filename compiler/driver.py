@@ -19,6 +19,7 @@ import msgspec
 
 from concerto.compiler import ast as A
 from concerto.compiler import concurrency
+from concerto.compiler import headroom
 from concerto.compiler import llm
 from concerto.compiler import tools as tool_checks
 from concerto.compiler.manifest import Manifest, find_manifest, load_manifest
@@ -64,7 +65,22 @@ def compile_file(path: str | os.PathLike[str], *, manifest: str | os.PathLike[st
 
 def compile_source(text: str, file: str, *, manifest: Manifest | None = None, mock: bool = False) -> CompileResult:
     """Compile source text. `manifest` supplies the connections models use;
-    without one, a program that declares models fails to compile unless `mock`."""
+    without one, a program that declares models fails to compile unless `mock`.
+
+    Runs on a worker thread with room for the deepest nesting the parser
+    accepts (compiler/headroom.py)."""
+    try:
+        return headroom.call(_compile_source, text, file, manifest, mock)
+    except RecursionError:
+        # Reached when no big-stack thread could be made (headroom.call then
+        # compiles in place with the usual limit), or should a pass ever need
+        # more frames per level than headroom allows: a message, not a traceback.
+        return CompileResult(None, [Diagnostic(
+            file, 1, 1, "nesting too deep: this program is nested too deeply to compile here",
+            hint="move deeply nested parts into `let` bindings or functions")], {file: text})
+
+
+def _compile_source(text: str, file: str, manifest: Manifest | None, mock: bool) -> CompileResult:
     resolver = Resolver()
     resolver.load_root(text, file)
     sources = dict(resolver.symbols.sources) or {file: text}
@@ -247,23 +263,28 @@ def _compile_init(pb: ProgramBuilder) -> ir.Function | None:
 
 
 def _is_const_expr(e: A.Expr) -> bool:
-    if isinstance(e, A.Literal):
-        return True
-    if isinstance(e, (A.Name, A.Path)):
-        return True  # another constant; codegen reports anything else
-    if isinstance(e, A.Unary):
-        return _is_const_expr(e.operand)
-    if isinstance(e, (A.Binary, A.Logical)):
-        return _is_const_expr(e.left) and _is_const_expr(e.right)
-    if isinstance(e, A.Interp):
-        return all(isinstance(p, str) or _is_const_expr(p) for p in e.parts)
-    if isinstance(e, (A.ArrayExpr, A.TupleExpr)):
-        return all(_is_const_expr(i) for i in e.items)
-    if isinstance(e, A.MapExpr):
-        return all(_is_const_expr(k) and _is_const_expr(v) for k, v in e.entries)
-    if isinstance(e, A.Cast):
-        return _is_const_expr(e.expr)
-    return False
+    """Literals, other constants, operators, casts, interpolation and collections of them."""
+    todo = [e]  # a work list: operator chains may be arbitrarily long
+    while todo:
+        e = todo.pop()
+        if isinstance(e, (A.Literal, A.Name, A.Path)):
+            continue  # a Name/Path is another constant; codegen reports anything else
+        if isinstance(e, A.Unary):
+            todo.append(e.operand)
+        elif isinstance(e, (A.Binary, A.Logical)):
+            todo += (e.left, e.right)
+        elif isinstance(e, A.Interp):
+            todo += (p for p in e.parts if not isinstance(p, str))
+        elif isinstance(e, (A.ArrayExpr, A.TupleExpr)):
+            todo += e.items
+        elif isinstance(e, A.MapExpr):
+            for k, v in e.entries:
+                todo += (k, v)
+        elif isinstance(e, A.Cast):
+            todo.append(e.expr)
+        else:
+            return False
+    return True
 
 
 def _check_type_declarations(pb: ProgramBuilder) -> None:

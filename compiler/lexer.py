@@ -7,7 +7,11 @@ comments, raw strings `r#"..."#` with any number of `#`, triple-quoted strings
 with indentation trimming, and `${expr}` interpolation with nested braces and
 strings. Like Lark's contextual lexer, when one piece of text fits several
 terminals (`<` is a comparison or a generic bracket, `=` an assignment or a
-`let`), the terminal the parser accepts in its current state wins.
+`let`), the terminal the parser can shift from its current state wins.
+
+Scanning never recurses (strings inside `${}` inside strings are kept on an
+explicit stack) and the generic look-ahead is one pass over the text, so a
+file costs time linear in its length however deeply it nests.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from lark import Token
-from lark.exceptions import UnexpectedCharacters
 from lark.lexer import Lexer, PatternRE, PatternStr
+from lark.parsers.lalr_analysis import Shift
 
 _IDENT_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
@@ -106,20 +110,69 @@ class ConcertoLexer(Lexer):
                 else:
                     self.regex_ops.append((re.compile(pattern.to_regexp()), term.name))
         self.puncts.sort(key=lambda p: -len(p[0]))
+        # Literal operators by first character, so `punct` tries only those.
+        self.puncts_by_char: dict[str, list[tuple[str, str]]] = {}
+        for lit, name in self.puncts:
+            self.puncts_by_char.setdefault(lit[0], []).append((lit, name))
 
     # Lark entry point -----------------------------------------------------
     def lex(self, lexer_state: Any, parser_state: Any) -> Iterator[Token]:
+        """For Lark's own parse loop: the tokens, up to the first lexical error.
+        (The compiler drives the parser itself, see parse._Parse, to recover.)"""
         text = lexer_state.text
         if not isinstance(text, str):  # Lark >= 1.2 hands a TextSlice
             text = text.text
         scanner = _Scanner(self, _Source(text), parser_state)
-        doc_sink = getattr(parser_state.lexer, "concerto_docs", None)
-        yield from scanner.tokens(0, interp=False)
-        if doc_sink is not None:
-            doc_sink.extend(scanner.docs)
+        for token in scanner.tokens():
+            if scanner.errors:
+                raise scanner.errors[0]
+            yield token
+        if scanner.errors:
+            raise scanner.errors[0]
+
+
+class _Code:
+    """Scanning code: the whole file, or the body of one `${...}`."""
+
+    __slots__ = ("pos", "interp", "depth")
+
+    def __init__(self, pos: int, interp: bool) -> None:
+        self.pos = pos
+        self.interp = interp
+        self.depth = 0  # braces opened inside an interpolation
+
+
+class _Str:
+    """Scanning the body of a string literal that may hold interpolations."""
+
+    __slots__ = ("start", "triple", "quote_len", "indent", "own_line_close", "i", "seg_start", "first",
+                 "at_line_start")
+
+    def __init__(self, start: int, triple: bool) -> None:
+        self.start = start
+        self.triple = triple
+        self.quote_len = 3 if triple else 1
+        self.indent = ""
+        self.own_line_close = False
+        self.i = start + self.quote_len
+        self.seg_start = self.i
+        self.first = True
+        self.at_line_start = True
 
 
 class _Scanner:
+    """Turns the text into tokens in one pass.
+
+    Strings inside `${...}` inside strings nest without limit in the text, so
+    the scanner keeps its own stack of open strings and interpolations instead
+    of recursing: a deeply nested literal costs time linear in its length, and
+    how deep it may nest is decided later, by the parser's nesting check.
+
+    Errors that leave the rest of the text readable (a stray character, a bad
+    digit, an unknown escape) are collected in `errors` and scanning goes on;
+    errors that swallow the rest of the file (an unterminated string or
+    comment) are raised."""
+
     def __init__(self, lexer: ConcertoLexer, src: _Source, parser_state: Any) -> None:
         self.lx = lexer
         self.src = src
@@ -127,7 +180,12 @@ class _Scanner:
         self.parser_state = parser_state
         self.prev_type: str | None = None
         self.docs: list[DocComment] = []
+        self.errors: list[LexError] = []
         self.end_pos = 0
+        # Offset of each string body's closing quote(s), filled by find_string_end.
+        self._string_ends: dict[int, int] = {}
+        # For each `<` in the text: do type arguments and a `(` follow it?
+        self._generic_lt: dict[int, bool] | None = None
 
     # -- helpers -------------------------------------------------------------
     def accepts(self) -> Any:
@@ -136,92 +194,140 @@ class _Scanner:
         except Exception:
             return {}
 
+    def shiftable(self, terminal: str) -> bool:
+        """Whether the parser, from its current state, shifts `terminal` after the
+        reductions it would make first. The reductions are simulated on a view
+        of the state stack (how much of it is left, plus what they push), so
+        this costs what they cost, not the stack's depth."""
+        try:
+            states = self.parser_state.parse_conf.states
+            base = self.parser_state.state_stack
+        except AttributeError:
+            return True
+        kept = len(base)  # base[:kept] is still below the pushed states
+        pushed: list[Any] = []
+        while True:
+            action = states[pushed[-1] if pushed else base[kept - 1]].get(terminal)
+            if action is None:
+                return False
+            kind, rule = action
+            if kind is Shift:
+                return True
+            size = len(rule.expansion)
+            from_pushed = min(size, len(pushed))
+            if from_pushed:
+                del pushed[-from_pushed:]
+            kept -= size - from_pushed
+            goto = states[pushed[-1] if pushed else base[kept - 1]].get(rule.origin.name)
+            if goto is None:
+                return False
+            pushed.append(goto[1])
+
     def tok(self, type_: str, value: str, start: int, end: int) -> Token:
         line, col = self.src.line_col(start)
         end_line, end_col = self.src.line_col(end)
         self.prev_type = type_
         return Token(type_, value, start, line, col, end_line, end_col, end)
 
+    def report(self, message: str, pos: int, hint: str | None = None) -> None:
+        self.errors.append(self.src.error(message, pos, hint))
+
     # -- main loop -------------------------------------------------------------
-    def tokens(self, pos: int, interp: bool) -> Iterator[Token]:
-        """Yield tokens from pos; inside an interpolation stop at its closing brace
-        and leave the position after it in self.end_pos."""
+    def tokens(self) -> Iterator[Token]:
+        """Yield the tokens of the whole text."""
         text = self.text
         n = len(text)
-        depth = 0
-        while True:
-            m = _WS_RE.match(text, pos)
-            if m:
-                pos = m.end()
-            if pos >= n:
-                if interp:
-                    raise self.src.error("unterminated interpolation `${` in string", pos)
-                self.end_pos = pos
-                return
-            ch = text[pos]
-            if ch == "/" and text.startswith("//", pos):
-                end = text.find("\n", pos)
-                end = n if end < 0 else end
-                if text.startswith("///", pos) and not text.startswith("////", pos):
-                    self.docs.append(DocComment(self.src.line_col(pos)[0], text[pos + 3 : end].strip()))
-                pos = end
+        frames: list[_Code | _Str] = [_Code(0, interp=False)]
+        while frames:
+            frame = frames[-1]
+            if isinstance(frame, _Str):
+                yield from self._string_step(frame, frames)
                 continue
-            if ch == "/" and text.startswith("/*", pos):
-                pos = self.skip_block_comment(pos)
-                continue
-            if ch == '"':
-                yield from self.string(pos)
-                pos = self.end_pos
-                continue
-            if ch == "r" and (text.startswith('r"', pos) or text.startswith("r#", pos)):
-                raw = self.raw_string(pos)
-                if raw is not None:
-                    yield raw
+            pos = frame.pos
+            while True:
+                m = _WS_RE.match(text, pos)
+                if m:
+                    pos = m.end()
+                if pos >= n:
+                    if frame.interp:
+                        raise self.src.error("unterminated interpolation `${` in string", pos)
+                    frames.pop()
+                    self.end_pos = pos
+                    break
+                ch = text[pos]
+                if ch == "/" and text.startswith("//", pos):
+                    end = text.find("\n", pos)
+                    end = n if end < 0 else end
+                    if text.startswith("///", pos) and not text.startswith("////", pos):
+                        self.docs.append(DocComment(self.src.line_col(pos)[0], text[pos + 3 : end].strip()))
+                    pos = end
+                    continue
+                if ch == "/" and text.startswith("/*", pos):
+                    pos = self.skip_block_comment(pos)
+                    continue
+                if ch == '"':
+                    frame.pos = pos  # resumed after the string, see _string_step
+                    frames.append(self.open_string(pos))
+                    break
+                if ch == "r" and (text.startswith('r"', pos) or text.startswith("r#", pos)):
+                    raw = self.raw_string(pos)
+                    if raw is not None:
+                        yield raw
+                        pos = self.end_pos
+                        continue
+                if "0" <= ch <= "9":  # str.isdigit() also accepts `²` and Arabic-Indic digits
+                    yield self.number(pos)
                     pos = self.end_pos
                     continue
-            if "0" <= ch <= "9":  # str.isdigit() also accepts `²` and Arabic-Indic digits
-                yield self.number(pos)
+                if ch == "_" or ch.isalpha():
+                    m = _IDENT_RE.match(text, pos)
+                    if m is None:
+                        self.report(f"unexpected character {ch!r}", pos)
+                        pos += 1
+                        continue
+                    word = m.group()
+                    kind = self.lx.keywords.get(word, "IDENT")
+                    if word in CONTEXTUAL_KEYWORDS and kind not in self.accepts():
+                        kind = "IDENT"
+                    elif word in _CONTEXTUAL_FOLLOW and not _CONTEXTUAL_FOLLOW[word].match(text, m.end()):
+                        kind = "IDENT"
+                    yield self.tok(kind, word, pos, m.end())
+                    pos = m.end()
+                    if pos < n and text[pos] == "<" and kind in ("IDENT", "EMIT") and self.generic_args_follow(pos):
+                        yield self.tok("GENERIC_LT", "<", pos, pos + 1)
+                        pos += 1
+                    continue
+                if ch == "'":
+                    m = self.lx.patterns["LABEL"].match(text, pos)
+                    if m is None:
+                        self.report("unexpected `'`: labels look like `'outer`", pos)
+                        pos += 1
+                        continue
+                    yield self.tok("LABEL", m.group(), pos, m.end())
+                    pos = m.end()
+                    continue
+                if frame.interp:
+                    if ch == "{":
+                        frame.depth += 1
+                    elif ch == "}":
+                        if frame.depth == 0:
+                            frames.pop()
+                            outer = frames[-1]
+                            assert isinstance(outer, _Str)
+                            outer.i = outer.seg_start = pos + 1
+                            outer.at_line_start = False
+                            break
+                        frame.depth -= 1
+                token = self.punct(pos)
                 pos = self.end_pos
-                continue
-            if ch == "_" or ch.isalpha():
-                m = _IDENT_RE.match(text, pos)
-                if m is None:
-                    raise self.src.error(f"unexpected character {ch!r}", pos)
-                word = m.group()
-                kind = self.lx.keywords.get(word, "IDENT")
-                if word in CONTEXTUAL_KEYWORDS and kind not in self.accepts():
-                    kind = "IDENT"
-                elif word in _CONTEXTUAL_FOLLOW and not _CONTEXTUAL_FOLLOW[word].match(text, m.end()):
-                    kind = "IDENT"
-                token = self.tok(kind, word, pos, m.end())
-                yield token
-                pos = m.end()
-                if pos < n and text[pos] == "<" and kind in ("IDENT", "EMIT") and self.generic_args_follow(pos):
-                    yield self.tok("GENERIC_LT", "<", pos, pos + 1)
-                    pos += 1
-                continue
-            if ch == "'":
-                m = self.lx.patterns["LABEL"].match(text, pos)
-                if m is None:
-                    raise self.src.error("unexpected `'`: labels look like `'outer`", pos)
-                yield self.tok("LABEL", m.group(), pos, m.end())
-                pos = m.end()
-                continue
-            if interp:
-                if ch == "{":
-                    depth += 1
-                elif ch == "}":
-                    if depth == 0:
-                        self.end_pos = pos + 1
-                        return
-                    depth -= 1
-            yield self.punct(pos)
-            pos = self.end_pos
+                if token is not None:
+                    yield token
 
-    def punct(self, pos: int) -> Token:
+    def punct(self, pos: int) -> Token | None:
+        """The operator or punctuation at pos (None after reporting a stray character)."""
         text = self.text
         candidates: list[tuple[int, str]] = []
-        for lit, name in self.lx.puncts:
+        for lit, name in self.lx.puncts_by_char.get(text[pos], ()):
             if text.startswith(lit, pos):
                 candidates.append((len(lit), name))
         for regex, name in self.lx.regex_ops:
@@ -229,17 +335,22 @@ class _Scanner:
             if m and m.end() > pos:
                 candidates.append((m.end() - pos, name))
         if not candidates:
-            line, col = self.src.line_col(pos)
-            raise UnexpectedCharacters(text, pos, line, col, allowed=None)
+            self.report(f"unexpected character {text[pos]!r}", pos)
+            self.end_pos = pos + 1
+            return None
         longest = max(c[0] for c in candidates)
         names = [name for length, name in candidates if length == longest]
         chosen = names[0]
         if len(names) > 1:
             accepted = self.accepts()
-            for name in names:
-                if name in accepted:
-                    chosen = name
-                    break
+            fitting = [name for name in names if name in accepted]
+            if len(fitting) > 1:
+                # Several terminals have an action here (LALR merges states, so a
+                # reduction may be listed for a terminal that cannot follow):
+                # take the one the parser can go on to shift.
+                fitting = [name for name in fitting if self.shiftable(name)] or fitting
+            if fitting:
+                chosen = fitting[0]
         self.end_pos = pos + longest
         return self.tok(chosen, text[pos : pos + longest], pos, pos + longest)
 
@@ -248,21 +359,27 @@ class _Scanner:
         if self.prev_type != "DOT":
             m = self.lx.patterns["FLOAT"].match(self.text, pos)
             if m:
-                self.end_pos = m.end()
-                self.check_number_end(m.end())
-                return self.tok("FLOAT", m.group(), pos, m.end())
+                token = self.tok("FLOAT", m.group(), pos, m.end())
+                self.end_pos = self.check_number_end(m.end())
+                return token
         m = self.lx.patterns["INT"].match(self.text, pos)
         assert m is not None
-        self.end_pos = m.end()
-        self.check_number_end(m.end())
-        return self.tok("INT", m.group(), pos, m.end())
+        token = self.tok("INT", m.group(), pos, m.end())
+        self.end_pos = self.check_number_end(m.end())
+        return token
 
-    def check_number_end(self, end: int) -> None:
-        if end < len(self.text) and (self.text[end].isalnum() or self.text[end] == "_"):
-            raise self.src.error(
-                f"invalid digit {self.text[end]!r} in number literal", end,
+    def check_number_end(self, end: int) -> int:
+        """Report letters glued to a number; returns where scanning goes on
+        (past them, so `12z` is one error, not two)."""
+        text = self.text
+        if end < len(text) and (text[end].isalnum() or text[end] == "_"):
+            self.report(
+                f"invalid digit {text[end]!r} in number literal", end,
                 hint="hex literals start with 0x, binary with 0b, octal with 0o",
             )
+            while end < len(text) and (text[end].isalnum() or text[end] == "_"):
+                end += 1
+        return end
 
     def skip_block_comment(self, pos: int) -> int:
         text = self.text
@@ -287,29 +404,9 @@ class _Scanner:
 
         Like C#'s rule for generic method calls: `f<T>(x)` is a generic call,
         `a < b` a comparison. Only type-shaped text qualifies."""
-        text = self.text
-        depth = 0
-        i = pos
-        n = len(text)
-        while i < n:
-            c = text[i]
-            if c == "<":
-                depth += 1
-                i += 1
-            elif c == ">":
-                depth -= 1
-                i += 1
-                if depth == 0:
-                    while i < n and text[i] in " \t":
-                        i += 1
-                    return i < n and text[i] == "("
-            elif c == "-" and text.startswith("->", i):
-                i += 2
-            elif c.isalnum() or c in "_:, \t()[]":
-                i += 1
-            else:
-                return False
-        return False
+        if self._generic_lt is None:
+            self._generic_lt = _generic_table(self.text)
+        return self._generic_lt.get(pos, False)
 
     # -- strings ---------------------------------------------------------------
     def raw_string(self, pos: int) -> Token | None:
@@ -328,94 +425,109 @@ class _Scanner:
         self.end_pos = end + len(close)
         return self.tok("STRING", text[i + 1 : end], pos, self.end_pos)
 
-    def string(self, pos: int) -> Iterator[Token]:
+    def open_string(self, pos: int) -> _Str:
         text = self.text
-        triple = text.startswith('"""', pos)
-        quote_len = 3 if triple else 1
-        body_start = pos + quote_len
-        indent = ""
-        own_line_close = False
-        if triple:
+        s = _Str(pos, text.startswith('"""', pos))
+        if s.triple:
+            body_start = s.i
             close = self.find_string_end(body_start, triple=True)
             line_start = text.rfind("\n", body_start, close) + 1
             tail = text[line_start:close] if line_start > 0 else ""
             if line_start > 0 and tail.strip(" \t") == "":
-                indent = tail
-                own_line_close = True
+                s.indent = tail
+                s.own_line_close = True
             if text.startswith("\n", body_start):
                 body_start += 1
             elif text.startswith("\r\n", body_start):
                 body_start += 2
-        i = body_start
-        seg_start = i
-        first = True
-        at_line_start = True
+            s.i = s.seg_start = body_start
+        return s
+
+    def _string_step(self, s: _Str, frames: list[_Code | _Str]) -> Iterator[Token]:
+        """Scan string s up to its end (pop it) or to its next `${` (push the code)."""
+        text = self.text
         n = len(text)
+        i = s.i
         while True:
             if i >= n:
-                raise self.src.error("unterminated string literal", pos)
+                raise self.src.error("unterminated string literal", s.start)
             c = text[i]
-            closes = text.startswith('"""', i) if triple else c == '"'
+            closes = text.startswith('"""', i) if s.triple else c == '"'
             if closes:
-                raw = text[seg_start:i]
-                if own_line_close:
+                raw = text[s.seg_start:i]
+                if s.own_line_close:
                     raw = _dedent_tail(raw)
-                value = self.unescape(raw, seg_start, indent, at_line_start)
-                self.end_pos = i + quote_len
-                yield self.tok("STRING" if first else "STR_END", value, pos if first else seg_start, self.end_pos)
+                value = self.unescape(raw, s.seg_start, s.indent, s.at_line_start)
+                end = i + s.quote_len
+                frames.pop()
+                outer = frames[-1]
+                assert isinstance(outer, _Code)
+                outer.pos = end
+                self.end_pos = end
+                yield self.tok("STRING" if s.first else "STR_END", value, s.start if s.first else s.seg_start, end)
                 return
             if c == "\\":
                 i += 2
                 continue
             if c == "$" and text.startswith("${", i):
-                value = self.unescape(text[seg_start:i], seg_start, indent, at_line_start)
-                yield self.tok("STR_START" if first else "STR_MID", value, pos if first else seg_start, i + 2)
-                first = False
-                yield from self.tokens(i + 2, interp=True)
-                i = self.end_pos
-                seg_start = i
-                at_line_start = False
-                continue
-            if c == "\n" and not triple:
-                raise self.src.error("unterminated string literal", pos, hint='use """ for strings that span lines')
+                value = self.unescape(text[s.seg_start:i], s.seg_start, s.indent, s.at_line_start)
+                yield self.tok("STR_START" if s.first else "STR_MID", value, s.start if s.first else s.seg_start, i + 2)
+                s.first = False
+                s.i = i + 2
+                frames.append(_Code(i + 2, interp=True))
+                return
+            if c == "\n" and not s.triple:
+                raise self.src.error("unterminated string literal", s.start, hint='use """ for strings that span lines')
             i += 1
 
     def find_string_end(self, i: int, triple: bool) -> int:
-        """Offset of the closing quote(s), skipping interpolations (which may hold strings)."""
+        """Offset of the closing quote(s) of the string body starting at i,
+        skipping interpolations (which may hold strings). Every string met on
+        the way is remembered, so nested triple-quoted strings are scanned once."""
+        known = self._string_ends.get(i)
+        if known is not None:
+            return known
         text = self.text
         n = len(text)
-        while i < n:
-            if text.startswith('"""' if triple else '"', i):
-                return i
+        # ("str", body start, triple) or ("code", brace depth, 0)
+        stack: list[list[Any]] = [["str", i, triple]]
+        while stack:
+            top = stack[-1]
+            if i >= n:
+                if top[0] == "str":
+                    raise self.src.error("unterminated string literal", i)
+                raise self.src.error("unterminated interpolation `${` in string", i)
             c = text[i]
-            if c == "\\":
-                i += 2
-            elif text.startswith("${", i):
-                i = self.skip_code(i + 2)
+            if top[0] == "str":
+                if text.startswith('"""' if top[2] else '"', i):
+                    self._string_ends[top[1]] = i
+                    stack.pop()
+                    if not stack:
+                        return i
+                    i += 3 if top[2] else 1
+                elif c == "\\":
+                    i += 2
+                elif text.startswith("${", i):
+                    stack.append(["code", 0, 0])
+                    i += 2
+                else:
+                    i += 1
+            elif c == '"':
+                inner_triple = text.startswith('"""', i)
+                i += 3 if inner_triple else 1
+                stack.append(["str", i, inner_triple])
+            elif c == "{":
+                top[1] += 1
+                i += 1
+            elif c == "}":
+                if top[1] == 0:
+                    stack.pop()
+                else:
+                    top[1] -= 1
+                i += 1
             else:
                 i += 1
-        raise self.src.error("unterminated string literal", i)
-
-    def skip_code(self, i: int) -> int:
-        """Skip an interpolation body up to and past its closing brace."""
-        text = self.text
-        depth = 0
-        n = len(text)
-        while i < n:
-            c = text[i]
-            if c == '"':
-                triple = text.startswith('"""', i)
-                end = self.find_string_end(i + (3 if triple else 1), triple)
-                i = end + (3 if triple else 1)
-                continue
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                if depth == 0:
-                    return i + 1
-                depth -= 1
-            i += 1
-        raise self.src.error("unterminated interpolation `${` in string", i)
+        raise AssertionError("unreachable")
 
     def unescape(self, raw: str, start: int, indent: str, at_line_start: bool) -> str:
         if indent:
@@ -432,7 +544,8 @@ class _Scanner:
                 i += 1
                 continue
             if i + 1 >= n:
-                raise self.src.error("dangling backslash in string", start + i)
+                self.report("dangling backslash in string", start + i)
+                break
             e = raw[i + 1]
             if e in _ESCAPES:
                 out.append(_ESCAPES[e])
@@ -443,19 +556,70 @@ class _Scanner:
                 try:
                     out.append(chr(int(digits.replace("_", ""), 16)))
                 except (ValueError, OverflowError):
-                    raise self.src.error(f"invalid unicode escape \\u{{{digits}}}", start + i) from None
-                i = close + 1
+                    self.report(f"invalid unicode escape \\u{{{digits}}}", start + i)
+                i = close + 1 if close > 0 else n
             elif e == "\n":
                 # a backslash at the end of a line joins lines
                 i += 2
                 while i < n and raw[i] in " \t":
                     i += 1
             else:
-                raise self.src.error(
+                self.report(
                     f"unknown escape sequence \\{e}", start + i,
                     hint="valid escapes: \\n \\r \\t \\0 \\\\ \\\" \\u{XXXX}",
                 )
+                i += 2
         return "".join(out)
+
+
+_TYPE_TEXT = frozenset("_:, \t()[]")
+
+
+def _generic_table(text: str) -> dict[int, bool]:
+    """For every `<` in text: does it open type arguments closed by a `>` that a
+    `(` follows, with only type-shaped text in between?
+
+    One left-to-right pass with a stack of the `<` still open, so that nested
+    `Array<Array<...>>` costs linear time, not a rescan per `<`. It gives the
+    answer a forward scan from each `<` would: a `>` (not the one of `->`)
+    closes the innermost open `<`; any character that cannot appear in a type
+    settles every open `<` as "no"."""
+    result: dict[int, bool] = {}
+    open_lts: list[int] = []
+    n = len(text)
+    i = text.find("<")
+    if i < 0:
+        return result
+    while i < n:
+        c = text[i]
+        if c == "<":
+            open_lts.append(i)
+            i += 1
+        elif c == ">":
+            i += 1
+            if open_lts:
+                j = i
+                while j < n and text[j] in " \t":
+                    j += 1
+                result[open_lts.pop()] = j < n and text[j] == "("
+            if not open_lts:
+                nxt = text.find("<", i)
+                if nxt < 0:
+                    break
+                i = nxt
+        elif c == "-" and text.startswith("->", i):
+            i += 2
+        elif c.isalnum() or c in _TYPE_TEXT:
+            i += 1
+        else:
+            for p in open_lts:
+                result[p] = False
+            open_lts.clear()
+            nxt = text.find("<", i + 1)
+            if nxt < 0:
+                break
+            i = nxt
+    return result
 
 
 def _dedent_tail(raw: str) -> str:

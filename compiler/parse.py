@@ -1,66 +1,80 @@
-"""Source text -> AST: the Lark LALR parser plus a Transformer, in one pass."""
+"""Source text -> AST: the Lark LALR tables driven token by token, then a tree builder.
+
+Parsing recovers from syntax errors (see `_Parse`), so one run reports every
+independent error of a file, up to MAX_SYNTAX_ERRORS. Building the AST walks
+the parse tree with an explicit stack, and the finished AST's nesting is
+bounded (`concerto.compiler.nesting`) before any recursive pass sees it.
+"""
 
 from __future__ import annotations
 
-import contextvars
 from functools import lru_cache
 from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedToken
+from lark.grammar import Rule
+from lark.lexer import TerminalDef
 
 from concerto.compiler import ast as A
-from concerto.compiler.diagnostics import Diagnostic
-from concerto.compiler.lexer import ConcertoLexer, DocComment, LexError
+from concerto.compiler import grammar_cache
+from concerto.compiler.diagnostics import Diagnostic, sort_key
+from concerto.compiler.lexer import ConcertoLexer, DocComment, LexError, _Scanner, _Source
+from concerto.compiler.nesting import MAX_NESTING, check_nesting
 from concerto.grammar import grammar_text
 
-_docs: contextvars.ContextVar[list[DocComment] | None] = contextvars.ContextVar("concerto_docs", default=None)
-
-
-class _DocLexer(ConcertoLexer):
-    def lex(self, lexer_state: Any, parser_state: Any):  # type: ignore[override]
-        text = lexer_state.text
-        if not isinstance(text, str):
-            text = text.text
-        from concerto.compiler.lexer import _Scanner, _Source
-
-        scanner = _Scanner(self, _Source(text), parser_state)
-        yield from scanner.tokens(0, interp=False)
-        sink = _docs.get()
-        if sink is not None:
-            sink.extend(scanner.docs)
+#: Syntax errors reported per file at most; parsing stops after that many.
+MAX_SYNTAX_ERRORS = 20
 
 
 @lru_cache(maxsize=1)
 def parser() -> Lark:
-    # Building the LALR tables takes ~0.4 s; Lark caches them in a file keyed
-    # by the grammar's hash, so only the first run after a change pays it.
-    return Lark(
-        grammar_text(),
-        parser="lalr",
-        lexer=_DocLexer,
-        propagate_positions=True,
-        maybe_placeholders=True,
-        cache=_cache_file(),
-    )
+    """The Lark LALR parser (tables from the private disk cache when they fit)."""
+    from lark import __version__ as lark_version
+
+    grammar = grammar_text()
+    directory = grammar_cache.cache_dir()
+    name = grammar_cache.cache_name(grammar, lark_version)
+    if directory is not None:
+        cached = grammar_cache.read(directory, name)
+        if cached is not None:
+            loaded = _load_tables(cached)
+            if loaded is not None:
+                return loaded
+    lark = Lark(grammar, parser="lalr", lexer=ConcertoLexer, propagate_positions=True, maybe_placeholders=True)
+    if directory is not None:
+        tables = _tables(lark)
+        grammar_cache.write(directory, name, _without_lexer(tables),
+                            check=lambda back: (loaded := _load_tables(back)) is not None and _tables(loaded) == tables)
+    return lark
 
 
-def _cache_file() -> str | bool:
-    import hashlib
-    import os
-    import tempfile
+def _tables(lark: Lark) -> dict[str, Any]:
+    data, memo = lark.memo_serialize([TerminalDef, Rule])
+    return {"data": data, "memo": memo}
 
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    digest = hashlib.sha256(grammar_text().encode("utf-8")).hexdigest()[:16]
-    for root in (os.path.join(base, "concerto"), os.path.join(tempfile.gettempdir(), "concerto-cache")):
-        try:
-            os.makedirs(root, exist_ok=True)
-            path = os.path.join(root, f"grammar-{digest}.lark-cache")
-            if os.access(root, os.W_OK):
-                return path
-        except OSError:
-            continue
-    return False
+
+def _without_lexer(tables: dict[str, Any]) -> dict[str, Any]:
+    """The tables minus the lexer class (code: put back on load, never stored)."""
+    data = dict(tables["data"])
+    data["options"] = {k: v for k, v in data["options"].items() if k != "lexer"}
+    data["parser"] = dict(data["parser"])
+    data["parser"]["lexer_conf"] = {k: v for k, v in data["parser"]["lexer_conf"].items() if k != "lexer_type"}
+    return {"data": data, "memo": tables["memo"]}
+
+
+def _load_tables(tables: dict[str, Any]) -> Lark | None:
+    try:
+        tables["data"]["options"]["lexer"] = ConcertoLexer
+        tables["data"]["parser"]["lexer_conf"]["lexer_type"] = ConcertoLexer
+        return Lark.load(tables)
+    except Exception:  # stale or damaged tables: the caller builds them afresh
+        return None
+
+
+@lru_cache(maxsize=1)
+def _lexer() -> ConcertoLexer:
+    return ConcertoLexer(parser().lexer_conf)
 
 
 # Friendly names for terminals in "expected ..." messages.
@@ -83,42 +97,166 @@ def _describe_expected(expected: set[str]) -> str:
     return "expected " + ", ".join(names)
 
 
-def parse_source(text: str, file: str) -> tuple[A.Module | None, list[Diagnostic]]:
-    """Parse a whole file. Returns the module or the syntax error."""
-    docs: list[DocComment] = []
-    token = _docs.set(docs)
-    try:
-        tree = parser().parse(text)
-    except LexError as e:
-        return None, [Diagnostic(file, e.line, e.column, e.message, hint=e.hint)]
-    except UnexpectedToken as e:
+def parse_source(text: str, file: str, *, max_nesting: int | None = MAX_NESTING
+                 ) -> tuple[A.Module | None, list[Diagnostic]]:
+    """Parse a whole file: the module, or None and its syntax errors. A module
+    nested deeper than max_nesting is an error (None: no bound, for tools that
+    only look at the tree: the compiler's passes need the bound)."""
+    ip = parser().parse_interactive()
+    scanner = _Scanner(_lexer(), _Source(text), ip.parser_state)
+    parse = _Parse(ip.parser_state, scanner, file, text)
+    tree = parse.run()
+    if tree is None or parse.diagnostics:
+        return None, sorted(parse.diagnostics, key=sort_key)
+    builder = _Builder(file, scanner.docs)
+    module = builder.build(tree)
+    if builder.errors:
+        return None, sorted(builder.errors, key=sort_key)
+    too_deep = check_nesting(module, file, max_nesting) if max_nesting is not None else None
+    if too_deep is not None:
+        return None, [too_deep]
+    return module, []
+
+
+# Keywords that only begin an item or a statement, never an expression: after a
+# syntax error, parsing may pick up again at one of them.
+_RESTART_KEYWORDS = frozenset({
+    "LET", "FN", "STRUCT", "ENUM", "TRAIT", "IMPL", "USE", "MOD", "CONST", "TYPE", "PUB", "HASHMAP", "AT",
+})
+
+
+class _Parse:
+    """Feeds tokens to the LALR parser and recovers from syntax errors.
+
+    Recovery is panic mode at statement granularity: after an error, tokens
+    are skipped (keeping count of the `{ }` they open and close) until one at
+    brace depth 0 can restart the parse: a `;` or `}` that some state on the
+    parser's stack accepts, or a keyword that begins an item or statement
+    (`let`, `fn`, `struct`, ...) where the stack holds a statement or item
+    list. The stack is cut back to that state and parsing goes on. Errors
+    found before a `;` or `}` has been accepted again are the first error's
+    echoes and are not reported, so one bad `let` yields one diagnostic."""
+
+    def __init__(self, state: Any, scanner: _Scanner, file: str, text: str) -> None:
+        self.state = state
+        self.states = state.parse_conf.states
+        self.scanner = scanner
+        self.file = file
+        self.text = text
+        self.diagnostics: list[Diagnostic] = []
+        self.quiet = False  # an error was reported and no `;`/`}` accepted since
+        self.skipping = False
+        self.depth = 0  # braces opened by skipped tokens
+        self.lex_seen = 0
+
+    def full(self) -> bool:
+        return len(self.diagnostics) >= MAX_SYNTAX_ERRORS
+
+    def run(self) -> Any:
+        last: Token | None = None
+        try:
+            for tok in self.scanner.tokens():
+                self.take_lex_errors()
+                if self.full():
+                    return None
+                last = tok
+                if self.skipping:
+                    self.skip(tok)
+                    continue
+                try:
+                    self.state.feed_token(tok)
+                except UnexpectedToken as e:
+                    self.syntax_error(e)
+                    self.skipping = True
+                    self.depth = 0
+                    self.skip(tok)
+                    continue
+                if tok.type in ("SEMICOLON", "RBRACE"):
+                    self.quiet = False
+        except LexError as e:
+            self.take_lex_errors()
+            self.add(Diagnostic(self.file, e.line, e.column, e.message, hint=e.hint))
+            return None
+        self.take_lex_errors()
+        if self.skipping or self.full():
+            return None  # the file ended inside the construct that failed
+        end = Token.new_borrow_pos("$END", "", last) if last is not None else Token("$END", "", 0, 1, 1)
+        try:
+            return self.state.feed_token(end, True)
+        except UnexpectedToken as e:
+            self.syntax_error(e)
+            return None
+
+    def add(self, diag: Diagnostic) -> None:
+        if not self.full():
+            self.diagnostics.append(diag)
+
+    def take_lex_errors(self) -> None:
+        errors = self.scanner.errors
+        while self.lex_seen < len(errors):
+            e = errors[self.lex_seen]
+            self.lex_seen += 1
+            self.add(Diagnostic(self.file, e.line, e.column, e.message, hint=e.hint))
+            # A dropped character can make the next tokens fail to parse: that
+            # is the same mistake, not a new one.
+            self.quiet = True
+
+    def syntax_error(self, e: UnexpectedToken) -> None:
+        if self.quiet:
+            return
+        self.quiet = True
         tok = e.token
         if tok.type == "$END":
-            line, col = _end_position(text)
+            line, col = _end_position(self.text)
             msg = "unexpected end of file"
         else:
             line, col = tok.line, tok.column
             msg = f"unexpected {_token_text(tok)}"
         hint = _describe_expected(set(e.expected)) or None
-        return None, [Diagnostic(file, line, col, msg, hint=hint, length=max(1, len(str(tok.value or ""))))]
-    except UnexpectedCharacters as e:
-        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
-        return None, [Diagnostic(file, e.line, e.column, f"unexpected character {ch!r}")]
-    except UnexpectedEOF:
-        line, col = _end_position(text)
-        return None, [Diagnostic(file, line, col, "unexpected end of file")]
-    except UnexpectedInput as e:  # pragma: no cover - other lark errors
-        return None, [Diagnostic(file, getattr(e, "line", 1), getattr(e, "column", 1), str(e).splitlines()[0])]
-    finally:
-        _docs.reset(token)
-    try:
-        module = _Builder(file, docs).transform(tree)
-    except VisitError as e:
-        if isinstance(e.orig_exc, _BuildError):
-            err = e.orig_exc
-            return None, [Diagnostic(file, err.span.line, err.span.col, err.message, hint=err.hint)]
-        raise
-    return module, []
+        if hint is None and tok.type in _RESTART_KEYWORDS and "RBRACE" in e.expected:
+            hint = "is a `}` missing before this?"
+        self.add(Diagnostic(self.file, line, col, msg, hint=hint, length=max(1, len(str(tok.value or "")))))
+
+    def skip(self, tok: Token) -> None:
+        """One token while recovering: drop it, or restart the parse with it."""
+        kind = tok.type
+        if kind == "LBRACE":
+            self.depth += 1
+            return
+        if kind == "RBRACE" and self.depth > 0:
+            self.depth -= 1
+            return
+        if self.depth > 0:
+            return
+        if kind in ("SEMICOLON", "RBRACE"):
+            if self.restart(tok, lists_only=False):
+                self.skipping = False
+                self.quiet = False
+        elif kind in _RESTART_KEYWORDS:
+            if self.restart(tok, lists_only=True):
+                self.skipping = False
+                self.quiet = False  # a new item or statement: its errors are its own
+
+    def restart(self, tok: Token, lists_only: bool) -> bool:
+        """Cut the stack back to the nearest state that accepts tok, and feed it."""
+        stack = self.state.state_stack
+        for k in range(len(stack) - 1, -1, -1):
+            actions = self.states[stack[k]]
+            if tok.type not in actions:
+                continue
+            if lists_only and "LET" not in actions and "STRUCT" not in actions:
+                continue
+            trial = self.state.copy(deepcopy_values=False)
+            del trial.state_stack[k + 1:]
+            del trial.value_stack[k:]
+            try:
+                trial.feed_token(tok)
+            except UnexpectedToken:
+                continue
+            self.state.state_stack[:] = trial.state_stack
+            self.state.value_stack[:] = trial.value_stack
+            return True
+        return False
 
 
 def _token_text(tok: Token) -> str:
@@ -134,14 +272,6 @@ def _token_text(tok: Token) -> str:
 def _end_position(text: str) -> tuple[int, int]:
     lines = text.split("\n")
     return len(lines), len(lines[-1]) + 1
-
-
-class _BuildError(Exception):
-    def __init__(self, message: str, span: A.Span, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.span = span
-        self.hint = hint
 
 
 def _span(meta: Any) -> A.Span:
@@ -183,12 +313,38 @@ def _is_tok(x: Any, *types: str) -> bool:
     return isinstance(x, Token) and x.type in types
 
 
-@v_args(meta=True)
-class _Builder(Transformer):
+class _Builder:
+    """Parse tree -> AST. Each rule's method gets (meta, children) with the
+    children already built; `build` walks the tree with its own stack, so a
+    deeply nested tree costs no Python recursion."""
+
     def __init__(self, file: str, docs: list[DocComment]) -> None:
-        super().__init__()
         self.file = file
         self.docs = {d.line: d.text for d in docs}
+        self.errors: list[Diagnostic] = []
+
+    def error(self, message: str, span: A.Span, hint: str | None = None) -> None:
+        self.errors.append(Diagnostic(self.file, span.line, span.col, message, hint=hint))
+
+    def build(self, root: Any) -> Any:
+        done: list[Any] = []  # built children, waiting for their parent
+        todo: list[tuple[Any, bool]] = [(root, False)]
+        while todo:
+            node, children_built = todo.pop()
+            if not isinstance(node, Tree):
+                done.append(node)
+                continue
+            if not children_built:
+                todo.append((node, True))
+                todo.extend((child, False) for child in reversed(node.children))
+                continue
+            count = len(node.children)
+            children = done[len(done) - count:] if count else []
+            if count:
+                del done[len(done) - count:]
+            method = getattr(self, node.data, None)
+            done.append(method(node.meta, children) if method is not None else Tree(node.data, children, node.meta))
+        return done[0]
 
     def _doc_for(self, line: int) -> str:
         lines = []
@@ -437,11 +593,15 @@ class _Builder(Transformer):
         public = any(_is_tok(c, "PUB") for c in children)
         tree = [c for c in children if not _is_tok(c, "PUB")][0]
         span = _span(meta)
-        return [A.UseDecl(span, path, alias, public) for path, alias in tree]
+        return [A.UseDecl(span, path[::-1], alias, public) for path, alias in tree]
 
+    # Use trees build each path back to front (appending the prefix), so a long
+    # `a::b::c::...` costs linear time; use_decl turns them around.
     def use_prefix(self, meta, children):
         head = str(children[0])
-        return [([head] + path, alias) for path, alias in children[1]]
+        for path, _alias in children[1]:
+            path.append(head)
+        return children[1]
 
     def use_name(self, meta, children):
         name = str(children[0])
@@ -754,7 +914,8 @@ class _Builder(Transformer):
         tok = children[0]
         value = _parse_int(str(tok))
         if value > 2**63 - 1 + 1:  # allow the magnitude of i64::MIN for `-9223372036854775808`
-            raise _BuildError(f"integer literal `{tok}` does not fit in a 64-bit Int", _tok_span(tok))
+            self.error(f"integer literal `{tok}` does not fit in a 64-bit Int", _tok_span(tok))
+            value = 0
         return A.Literal(_span(meta), value)
 
     def float_lit(self, meta, children):
@@ -772,8 +933,11 @@ class _Builder(Transformer):
     # ---------------------------------------------------------- patterns
     def or_pat(self, meta, children):
         left, right = children
-        alts = left.alts if isinstance(left, A.OrPat) else [left]
-        return A.OrPat(_span(meta), alts + [right])
+        if isinstance(left, A.OrPat):  # `a | b | c` arrives left-nested: extend in place (linear)
+            left.alts.append(right)
+            left.span = _span(meta)
+            return left
+        return A.OrPat(_span(meta), [left, right])
 
     def at_pat(self, meta, children):
         return A.AtPat(_span(meta), str(children[0]), children[1])
@@ -856,7 +1020,8 @@ class _Builder(Transformer):
         for c in _present(children):
             if isinstance(c, tuple) and c[0] == "rest":
                 if seen_rest:
-                    raise _BuildError("an array pattern can hold only one `..`", _span(meta))
+                    self.error("an array pattern can hold only one `..`", _span(meta))
+                    continue
                 seen_rest = True
                 rest = c[1]
             elif seen_rest:

@@ -34,7 +34,7 @@ BUILTIN_ERRORS = {
     "Error", "AgentError", "SchemaError", "ToolError", "ConnectionError", "TimeoutError",
     "HashMapError", "EmitError", "RuntimeError", "ParseError", "JsonError", "EnvError",
     "TypeError", "IndexError", "KeyError", "ArithmeticError", "OverflowError",
-    "PipelineError", "CancelledError",
+    "PipelineError", "CancelledError", "ResourceError",
 }
 
 

@@ -21,17 +21,22 @@ def split(t: str) -> tuple[str, list[str]]:
 
 
 def _split_args(inner: str) -> list[str]:
+    if "," not in inner:  # one argument, however deeply nested: no scan needed
+        tail = inner.strip()
+        return [tail] if tail else []
     out: list[str] = []
     depth = 0
     start = 0
+    prev = ""
     for i, ch in enumerate(inner):
         if ch in "<(":
             depth += 1
-        elif ch in ">)":
+        elif ch == ")" or (ch == ">" and prev != "-"):  # the `>` of `->` closes nothing
             depth -= 1
         elif ch == "," and depth == 0:
             out.append(inner[start:i].strip())
             start = i + 1
+        prev = ch
     tail = inner[start:].strip()
     if tail:
         out.append(tail)

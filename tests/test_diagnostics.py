@@ -154,6 +154,19 @@ CASES: dict[str, tuple[str, str, int, int]] = {
         'use std::fs::read_file;\nfn main() {}\n', "`std::fs` is not available yet", 1, 1),
     "unknown_module_import": (
         'mod m {\n    pub fn f() -> Int { 1 }\n}\nuse m::g;\nfn main() {}\n', "module `m` has no item `g`", 4, 1),
+    "builtin_method_too_many_arguments": (
+        'fn main() {\n    let s = "a,b";\n    let parts = s.split(",", 2);\n}\n',
+        "`split` on String takes 0 to 1 arguments, 2 given", 3, 19),
+    "builtin_method_too_few_arguments": (
+        'fn main() {\n    let mut xs = [1, 2];\n    xs.push();\n}\n', "`push` on Array takes 1 argument, 0 given", 3, 8),
+    "builtin_method_takes_no_arguments": (
+        'fn main() {\n    let n = -3;\n    emit("n", n.abs(1));\n}\n', "`abs` on Int takes no arguments, 1 given", 3, 17),
+    "option_method_arity": (
+        'fn main() {\n    let o: Option<Int> = Some(1);\n    emit("v", o.unwrap_or());\n}\n',
+        "`unwrap_or` on Option takes 1 argument, 0 given", 3, 17),
+    "map_method_arity": (
+        'fn main() {\n    let m = {"a": 1};\n    emit("v", m.get("a", "b", "c"));\n}\n',
+        "`get` on Map takes", 3, 17),
     "private_field_in_pattern": (
         'mod m {\n    pub struct S { pub a: Int, b: Int }\n    pub fn make() -> S { S { a: 1, b: 2 } }\n}\n'
         'fn main() {\n    let m::S { a, b } = m::make();\n}\n', "field `b` of `m::S` is private", 6, 19),
@@ -195,6 +208,11 @@ def test_rendered_diagnostics_snapshot(name, snapshot):
     assert not result.ok
     text = "\n".join(render_plain(d, result.sources.get(d.file, src)) for d in result.diagnostics)
     assert text == snapshot
+
+
+def test_builtin_method_arity_waits_for_run_time_when_the_receiver_type_is_unknown():
+    result = compile_source('fn main() {\n    let a: Any = "x,y";\n    emit("p", a.split(",", 2));\n}\n', "any.conc")
+    assert result.ok, [d.header() for d in result.diagnostics]
 
 
 def test_render_plain_shape():

@@ -1,0 +1,105 @@
+"""Run the compiler where a maximally nested program fits on the stack.
+
+The passes after parsing recurse over the AST. The parser bounds how deeply a
+program may nest (compiler/nesting.py, MAX_NESTING levels), and each level
+costs the deepest pass a bounded number of Python frames (FRAMES_PER_LEVEL,
+measured by tests/test_nesting.py). So the compiler runs in a worker thread
+with a stack sized for that many frames, and Python's recursion limit is
+raised to match only while a compile is running, then put back: code outside
+the compiler never runs with a limit its stack cannot take. The calling
+thread waits for the worker meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from concerto.compiler.nesting import MAX_NESTING
+
+R = TypeVar("R")
+
+#: Python frames one nesting level may take in the deepest pass, with margin.
+FRAMES_PER_LEVEL = 25
+#: Frames the compiler needs besides the nesting (driver, resolver, callers).
+BASE_FRAMES = 3000
+#: Bytes of C stack per Python frame: frames that go through C (calls of
+#: objects with __call__, generators, some builtins) take a few hundred bytes
+#: in CPython 3.11; this allows for several times that.
+BYTES_PER_FRAME = 2048
+
+RECURSION_LIMIT = BASE_FRAMES + MAX_NESTING * FRAMES_PER_LEVEL
+STACK_BYTES = RECURSION_LIMIT * BYTES_PER_FRAME
+
+_local = threading.local()
+_limit_lock = threading.Lock()
+_start_lock = threading.Lock()
+_active = 0
+_saved_limit = 0
+_raised_to = 0
+
+
+def _raise_limit() -> None:
+    global _active, _saved_limit, _raised_to
+    with _limit_lock:
+        if _active == 0:
+            _saved_limit = sys.getrecursionlimit()
+            _raised_to = max(_saved_limit, RECURSION_LIMIT)
+            sys.setrecursionlimit(_raised_to)
+        _active += 1
+
+
+def _restore_limit() -> None:
+    global _active
+    with _limit_lock:
+        _active -= 1
+        # Someone else may have set a limit of their own meanwhile: keep theirs.
+        if _active == 0 and sys.getrecursionlimit() == _raised_to:
+            sys.setrecursionlimit(_saved_limit)
+
+
+def _start(target: Callable[[], None]) -> threading.Thread | None:
+    with _start_lock:  # threading.stack_size is process-wide: set, start, put back
+        old = threading.stack_size()
+        try:
+            threading.stack_size(STACK_BYTES)
+            thread = threading.Thread(target=target, name="concerto-compile", daemon=True)
+            thread.start()
+            return thread
+        except (ValueError, RuntimeError, MemoryError):
+            return None
+        finally:
+            threading.stack_size(old)
+
+
+def call(fn: Callable[..., R], *args: object, **kwargs: object) -> R:
+    """fn(*args, **kwargs) on a worker thread with room for MAX_NESTING levels."""
+    if getattr(_local, "inside", False):  # already on a worker (a nested compile)
+        return fn(*args, **kwargs)
+    outcome: dict[str, object] = {}
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        _local.inside = True
+        try:
+            outcome["value"] = context.run(fn, *args, **kwargs)
+        except BaseException as e:  # handed to the caller's thread below
+            outcome["error"] = e
+
+    _raise_limit()
+    try:
+        thread = _start(work)
+        if thread is not None:
+            thread.join()
+    finally:
+        _restore_limit()
+    if thread is None:
+        # No thread of that size here: compile in place with the usual limit. A
+        # program too deep for it ends in RecursionError, which the driver reports.
+        return fn(*args, **kwargs)
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["value"]  # type: ignore[return-value]
