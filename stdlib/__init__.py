@@ -13,6 +13,7 @@ from concerto.stdlib.registry import REGISTRY, Registry
 # Order matters only where a module reuses another's registrations:
 # methods_number copies Array methods onto Range, std_string/std_math reuse methods.
 _MODULES = (
+    "builtins",
     "methods_string",
     "methods_array",
     "methods_map",

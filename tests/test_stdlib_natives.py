@@ -16,7 +16,10 @@ from typing import Any
 
 import pytest
 
+from types import SimpleNamespace
+
 from concerto.stdlib import load
+from concerto.vm.environment import EnvironmentGate
 from concerto.stdlib.registry import error_value
 from concerto.vm.values import (
     INT_MAX,
@@ -39,6 +42,9 @@ CALLED: set[str] = set()
 
 
 class FakeCtx:
+    # std::env reads through the run's gate (vm/environment.py); this one grants everything.
+    config = SimpleNamespace(environment=EnvironmentGate.build(os.environ, allow=["*"]))
+
     def __init__(self) -> None:
         self.logs: list[tuple[str, str]] = []
         self.slept: list[int] = []
@@ -812,6 +818,34 @@ def test_model_methods_forward_to_the_model_runtime() -> None:
     assert calls[0] == ("Classifier", "execute", None, ["x"])
     assert calls[-1] == ("Classifier", "without_tools", None, [])
     assert {c[1] for c in calls} == {"execute", "chat", "stream", "with_memory", "with_tools", "without_tools"}
+
+
+def test_prelude_natives_are_registered_like_std_functions() -> None:
+    from concerto.stdlib.builtins import Panic
+
+    class EmitCtx(FakeCtx):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emitted: list[tuple[str, Any]] = []
+            self.flushed = 0
+
+        def emit(self, channel: str, payload: Any) -> None:
+            self.emitted.append((channel, payload))
+
+        def flush_emits(self) -> None:
+            self.flushed += 1
+
+    ctx = EmitCtx()
+    assert fn("assert", True) is None
+    raises("RuntimeError", "^assertion failed$", lambda: fn("assert", False))
+    raises("RuntimeError", "^custom$", lambda: fn("assert", 1, "custom"))
+    assert fn("assert_eq", [1], [1]) is None
+    raises("RuntimeError", r"assertion failed: 1 != 2: why", lambda: fn("assert_eq", 1, 2, "why"))
+    assert fn("flush_emits", ctx=ctx) is None and ctx.flushed == 1
+    with pytest.raises(Panic, match="stop"):
+        fn("panic", "stop", ctx=ctx)
+    assert ctx.emitted == [("panic", "stop")]
+    assert (REG.functions["panic"].min_args, REG.functions["panic"].max_args) == (0, 1)
 
 
 def test_every_native_was_exercised(request: pytest.FixtureRequest) -> None:

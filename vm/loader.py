@@ -1,10 +1,13 @@
-"""Decode, validate and link `.conc-ir`.
+"""Decode, verify and link `.conc-ir`.
 
-Linking turns each instruction into a tuple `(opcode_int, a, b)` whose operands
-are already what the dispatch loop needs: local names become slot indexes,
-constants become Python objects, jump targets stay indexes, callees become
-LinkedFunction objects, natives become Python callables, globals become cells.
-The hot loop then does no name or dictionary look-up per instruction.
+Decoding bounds the JSON (concerto/ir/codec.py); the verifier checks every
+operand and stack depth against the opcode table (concerto/ir/verify.py), so
+linking can trust what it reads. Linking turns each instruction into a tuple
+`(opcode_int, a, b)` whose operands are already what the dispatch loop needs:
+local names become slot indexes, constants become Python objects, jump
+targets stay indexes, callees become LinkedFunction objects, natives become
+Python callables, globals become cells. The hot loop then does no name or
+dictionary look-up per instruction.
 """
 
 from __future__ import annotations
@@ -15,28 +18,26 @@ from typing import Any
 import msgspec
 
 from concerto import ir
+from concerto.ir import opcodes as O
+from concerto.ir.codec import check_value_depth, decode_json
+from concerto.ir.credentials import ir_credential_problems
+from concerto.ir.errors import IRLoadError
+from concerto.ir.verify import Arity, verify_program
 from concerto.stdlib import load as load_stdlib
-from concerto.stdlib.registry import Native
-from concerto.vm import opcodes as O
+from concerto.stdlib.registry import Registry
 from concerto.vm.decorators import chain
 from concerto.vm.llm_values import MemoryStore, ModelRef
 from concerto.vm.tools import link_tools
 from concerto.vm.pipeline import LinkedPipeline, LinkedStage
-from concerto.vm.values import Closure
+from concerto.vm.values import Closure, ConcertoError
 
 
-class IRLoadError(Exception):
-    """The IR cannot be run. `where` names the section, function and instruction."""
-
-    def __init__(self, message: str, where: str = "") -> None:
-        super().__init__(f"{where}: {message}" if where else message)
-        self.message = message
-        self.where = where
+__all__ = ["IRLoadError", "LinkedFunction", "Program", "load_bytes", "load_object", "link"]
 
 
 class LinkedFunction:
     __slots__ = ("name", "code", "spans", "nlocals", "nparams", "ncaptures", "self_type", "file", "local_names",
-                 "base_code", "base_spans", "jit", "decorated")
+                 "base_code", "base_spans", "depths", "jit", "decorated")
 
     def __init__(self, name: str, file: str) -> None:
         self.name = name
@@ -51,6 +52,8 @@ class LinkedFunction:
         # The linked code before superinstructions: what vm/pycompile.py translates.
         self.base_code: list[tuple] = []
         self.base_spans: list[tuple[int, int]] = []
+        # The verified stack depth before each base_code instruction (-1: unreachable).
+        self.depths: list[int] = []
         # The tier-2 Python function, `jit(vm, *args, *captures)`, once compiled.
         self.jit: Any = None
         # `(vm, *args) -> value` through the function's decorators, when it has any.
@@ -81,13 +84,7 @@ class Program:
 
 
 def load_bytes(data: bytes | str, source_file: str | None = None) -> Program:
-    try:
-        raw = msgspec.json.decode(data)
-    except msgspec.DecodeError as e:
-        raise IRLoadError(f"not valid JSON ({e})") from None
-    except UnicodeDecodeError as e:
-        raise IRLoadError(f"not valid UTF-8 (byte {e.start}: {e.reason})") from None
-    return load_object(raw, source_file)
+    return load_object(decode_json(data), source_file)
 
 
 def load_object(raw: Any, source_file: str | None = None) -> Program:
@@ -97,10 +94,13 @@ def load_object(raw: Any, source_file: str | None = None) -> Program:
     for section in ir.REQUIRED_SECTIONS:
         if section not in raw:
             raise IRLoadError(f"missing required section `{section}`")
+    check_value_depth(raw)
     try:
         program = msgspec.convert(raw, type=ir.Program)
     except msgspec.ValidationError as e:
         raise IRLoadError(_validation_message(str(e))) from None
+    except RecursionError:
+        raise IRLoadError("the IR is nested too deeply") from None
     linked = link(program, source_file)
     linked.warnings = warnings + linked.warnings
     return linked
@@ -129,14 +129,19 @@ def check_version(version: Any) -> list[str]:
     return []
 
 
+def native_arities(registry: Registry) -> dict[str, Arity]:
+    return {name: (n.min_args, n.max_args) for name, n in registry.functions.items()}
+
+
 def link(program: ir.Program, source_file: str | None = None) -> Program:
+    """Verify an IR program and link it (IRLoadError when it cannot run)."""
     registry = load_stdlib()
+    depths = verify_program(program, native_arities(registry))
     file = source_file or program.source_file
     functions: dict[str, LinkedFunction] = {}
     for fn in program.functions:
-        if fn.name in functions:
-            raise IRLoadError(f"function `{fn.name}` is defined twice", "functions")
         lf = LinkedFunction(fn.name, file)
+        lf.depths = depths[fn.name]
         functions[fn.name] = lf
     globals_: dict[str, list[Any]] = {}
     for fn in program.functions:
@@ -147,7 +152,7 @@ def link(program: ir.Program, source_file: str | None = None) -> Program:
         else:
             globals_[fn.name] = [Closure(lf, (), None, fn.name)]
     for hm in program.hashmaps:
-        globals_.setdefault(hm.name, [None])
+        globals_[hm.name] = [{}]
     for model in program.models:
         if model.name in globals_:
             raise IRLoadError(f"model `{model.name}` clashes with another global of that name", "models")
@@ -161,25 +166,15 @@ def link(program: ir.Program, source_file: str | None = None) -> Program:
     _check_llm_sections(program)
     tools = link_tools(program, functions, globals_, _raise_load_error)
     constants = program.constants
-    for i, c in enumerate(constants):
-        if c.index != i:
-            raise IRLoadError(f"constant {i} has index {c.index}", "constants")
-    pipeline_names = frozenset(p.name for p in program.pipelines)
     methods: dict[str, dict[str, LinkedFunction]] = {}
     for fn in program.functions:
         if fn.self_type:
-            methods.setdefault(fn.self_type, {})[fn.name.rsplit("::", 1)[1]] = functions[fn.name]
+            methods.setdefault(fn.self_type, {})[fn.name.rsplit("::", 1)[-1]] = functions[fn.name]
     for fn in program.functions:
-        _link_function(fn, functions[fn.name], functions, globals_, constants, registry, pipeline_names)
+        _link_function(fn, functions[fn.name], functions, globals_, constants, registry)
     meta = program.metadata
     entry_name = meta.entry_point if meta else "main"
-    if entry_name not in functions:
-        raise IRLoadError(f"entry point `{entry_name}` is not among the functions", "metadata")
-    init = None
-    if meta and meta.init:
-        if meta.init not in functions:
-            raise IRLoadError(f"init function `{meta.init}` is not among the functions", "metadata")
-        init = functions[meta.init]
+    init = functions[meta.init] if meta and meta.init else None
     linked = Program(program, functions, globals_, methods, functions[entry_name], init, file)
     linked.pipelines = _link_pipelines(program, functions)
     linked.tools = tools
@@ -192,7 +187,14 @@ def _raise_load_error(message: str, where: str) -> None:
 
 def _decorated(lf: LinkedFunction, decorators: list[ir.DecoratorDef], what: str) -> Any:
     call = chain(lambda vm, args: vm.run_function(lf, args), decorators, what)
-    return lambda vm, *args: call(vm, list(args))
+
+    def decorated(vm: Any, *args: Any) -> Any:
+        # Reached through a function value too, where nothing checked the count.
+        if len(args) != lf.nparams:
+            raise ConcertoError(f"`{lf.name}` takes {lf.nparams} argument(s), {len(args)} given", "TypeError")
+        return call(vm, list(args))
+
+    return decorated
 
 
 def _link_pipelines(program: ir.Program, functions: dict[str, LinkedFunction]) -> dict[str, LinkedPipeline]:
@@ -222,34 +224,23 @@ def _link_function(
     functions: dict[str, LinkedFunction],
     globals_: dict[str, list[Any]],
     constants: list[ir.Constant],
-    registry: Any,
-    pipelines: frozenset[str],
+    registry: Registry,
 ) -> None:
     slots = {name: i for i, name in enumerate(fn.locals)}
-    for p in fn.params:
-        if p.name not in slots and p.name != "self":
-            raise IRLoadError(f"parameter `{p.name}` is not in `locals`", f"function `{fn.name}`")
     lf.nlocals = len(fn.locals)
     lf.nparams = len(fn.params)
     lf.ncaptures = len(fn.captures)
     lf.self_type = fn.self_type
     lf.local_names = list(fn.locals)
-    n = len(fn.instructions)
-    code: list[tuple] = []
-    for i, ins in enumerate(fn.instructions):
-        where = f"function `{fn.name}`, instruction {i} ({ins.op})"
-        op = ins.op
-        if op not in ir.ALL_OPCODES:
-            raise IRLoadError(f"unknown opcode `{op}`", where)
-        code.append(_link_instr(ins, where, n, slots, functions, globals_, constants, registry, pipelines))
-        lf.spans.append(tuple(ins.span))  # type: ignore[arg-type]
-    if not code or code[-1][0] not in (O.RETURN, O.JUMP, O.MATCH_FAIL, O.THROW, O.RETHROW):
-        raise IRLoadError("the last instruction must be RETURN (or a jump)", f"function `{fn.name}`")
+    code = [_link_instr(ins, slots, functions, globals_, constants, registry) for ins in fn.instructions]
+    lf.spans = [tuple(ins.span) for ins in fn.instructions]  # type: ignore[misc]
     lf.base_code, lf.base_spans = code, lf.spans
     lf.code, lf.spans = _fuse(code, lf.spans)
 
 
-_JUMPS = {O.JUMP, O.JUMP_IF_FALSE, O.JUMP_IF_TRUE, O.TRY_BEGIN, O.ITER_NEXT, O.COALESCE}
+# Jumps of IR opcodes: `arg` is the target. (The fused ones keep theirs elsewhere.)
+_JUMPS = O.JUMPS - O.codes_with(O.Flags.LINKED)
+_CONDITIONAL_JUMPS = O.JUMPS - O.STOPS - {O.TRY_BEGIN}
 _CMPS = {O.LT, O.GT, O.LTE, O.GTE, O.EQ, O.NEQ}
 _CONST_ARITH = {O.ADD: O.C_ADD, O.SUB: O.C_SUB, O.MUL: O.C_MUL, O.MOD: O.C_MOD}
 
@@ -309,157 +300,86 @@ def _fuse(code: list[tuple], spans: list) -> tuple[list[tuple], list]:
             out[k] = (op, remap[a], b)
         elif op == O.LC_LT_JIF:
             out[k] = (op, a, (b[0], remap[b[1]]))
+    # The interpreter tests the interrupt flag on JUMP back edges and calls only,
+    # so a conditional jump backwards (never compiled from source, possible in
+    # IR from elsewhere) goes through a JUMP appended at the end instead.
+    for k in range(len(out)):
+        op, a, b = out[k]
+        target = b[1] if op == O.LC_LT_JIF else a
+        if op in _CONDITIONAL_JUMPS and target <= k:
+            out.append((O.JUMP, target, None))
+            out_spans.append(out_spans[k])
+            trampoline = len(out) - 1
+            out[k] = (op, a, (b[0], trampoline)) if op == O.LC_LT_JIF else (op, trampoline, b)
     return out, out_spans
-
-
-def _need(value: Any, kind: type, what: str, where: str) -> Any:
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-        raise IRLoadError(f"needs {what}", where)
-    return value
 
 
 def _link_instr(
     ins: ir.Instr,
-    where: str,
-    n: int,
     slots: dict[str, int],
     functions: dict[str, LinkedFunction],
     globals_: dict[str, list[Any]],
     constants: list[ir.Constant],
-    registry: Any,
-    pipelines: frozenset[str],
+    registry: Registry,
 ) -> tuple:
+    """One verified instruction -> `(opcode, a, b)` with resolved operands."""
     op = ins.op
     code = O.CODES[op]
-
-    def slot() -> int:
-        name = _need(ins.name, str, "a `name` naming a local", where)
-        if name not in slots:
-            raise IRLoadError(f"unknown local `{name}`", where)
-        return slots[name]
-
-    def target() -> int:
-        t = _need(ins.arg, int, "an `arg` jump target", where)
-        if not 0 <= t <= n:
-            raise IRLoadError(f"jump target {t} is outside the function (0..{n})", where)
-        return t
-
-    def count() -> int:
-        c = ins.arg if ins.arg is not None else ins.argc
-        c = _need(c, int, "a count", where)
-        if c < 0:
-            raise IRLoadError("count must not be negative", where)
-        return c
-
-    def argc() -> int:
-        c = _need(ins.argc if ins.argc is not None else 0, int, "an `argc`", where)
-        if c < 0:
-            raise IRLoadError("argc must not be negative", where)
-        return c
-
     if op == "LOAD_CONST":
-        idx = _need(ins.arg, int, "an `arg` constant index", where)
-        if not 0 <= idx < len(constants):
-            raise IRLoadError(f"constant index {idx} out of range (pool has {len(constants)})", where)
-        return (code, constants[idx].value, None)
-    if op == "PUSH":
-        return (code, ins.arg, None)
+        return (code, constants[ins.arg].value, None)
     if op in ("LOAD_LOCAL", "STORE_LOCAL"):
-        return (code, slot(), None)
+        return (code, slots[ins.name], None)  # type: ignore[index]
     if op in ("LOAD_GLOBAL", "STORE_GLOBAL"):
-        name = _need(ins.name, str, "a `name`", where)
+        name = ins.name
         if name in globals_:
             return (code, globals_[name], name)
-        native = registry.functions.get(name)
+        native = registry.functions.get(name)  # type: ignore[arg-type]
         if native is not None and op == "LOAD_GLOBAL":
-            return (O.PUSH, Closure(None, (), native.fn, name), None)
-        cell = globals_.setdefault(name, [_UNSET])
+            # A native used as a value: called through Native.call, which checks the arity.
+            return (O.PUSH, Closure(None, (), native.call, name), None)
+        cell = globals_.setdefault(name, [_UNSET])  # type: ignore[index]
         return (code, cell, name)
-    if op in ("JUMP", "JUMP_IF_TRUE", "JUMP_IF_FALSE", "TRY_BEGIN", "ITER_NEXT", "COALESCE"):
-        return (code, target(), None)
     if op == "CALL":
-        name = _need(ins.name, str, "a `name`", where)
-        if name not in functions:
-            raise IRLoadError(f"call to unknown function `{name}`", where)
-        if functions[name].decorated is not None:
-            return (O.CALL_NATIVE, functions[name].decorated, argc())
-        return (code, functions[name], argc())
+        callee = functions[ins.name]  # type: ignore[index]
+        if callee.decorated is not None:
+            return (O.CALL_NATIVE, callee.decorated, O.argc_of(ins))
+        return (code, callee, O.argc_of(ins))
     if op == "CALL_NATIVE":
-        name = _need(ins.name, str, "a `name`", where)
-        native = registry.functions.get(name) or _BUILTIN_NATIVES.get(name)
-        if native is None:
-            raise IRLoadError(f"unknown native function `{name}`", where)
-        fn = native.fn if isinstance(native, Native) else native
-        return (code, fn, argc())
+        return (code, registry.functions[ins.name].fn, O.argc_of(ins))  # type: ignore[index]
     if op == "CALL_METHOD":
-        return (code, _need(ins.name, str, "a method `name`", where), argc())
+        return (code, ins.name, O.argc_of(ins))
     if op == "CALL_VALUE":
-        return (code, argc(), None)
+        return (code, O.argc_of(ins), None)
     if op == "MAKE_CLOSURE":
-        name = _need(ins.name, str, "a `name`", where)
-        if name not in functions:
-            raise IRLoadError(f"closure of unknown function `{name}`", where)
-        return (code, functions[name], argc())
-    if op in ("BUILD_ARRAY", "BUILD_MAP", "BUILD_TUPLE", "BUILD_STRING"):
-        return (code, count(), None)
+        return (code, functions[ins.name], O.argc_of(ins))  # type: ignore[index]
+    if op in ("BUILD_ARRAY", "BUILD_MAP", "BUILD_TUPLE", "BUILD_STRING", "AWAIT_ALL", "RACE"):
+        return (code, O.count_of(ins), None)
     if op == "BUILD_STRUCT":
-        names = tuple(ins.names or ())
-        return (code, _need(ins.type_name, str, "a `type_name`", where), names)
+        return (code, ins.type_name, tuple(ins.names or ()))
     if op == "BUILD_VARIANT":
-        type_name = _need(ins.type_name, str, "a `type_name`", where)
-        variant = _need(ins.name, str, "a variant `name`", where)
-        return (code, (type_name, variant, tuple(ins.names) if ins.names else None), argc())
+        return (code, (ins.type_name, ins.name, tuple(ins.names) if ins.names else None), O.argc_of(ins))
     if op == "TEST_VARIANT":
-        return (code, _need(ins.type_name, str, "a `type_name`", where), _need(ins.name, str, "a `name`", where))
-    if op in ("FIELD_GET", "FIELD_SET"):
-        return (code, _need(ins.name, str, "a field `name`", where), None)
+        return (code, ins.type_name, ins.name)
     if op in ("CHECK_TYPE", "CAST"):
-        return (code, _need(ins.type_name or ins.arg, str, "a `type_name`", where), None)
+        return (code, ins.type_name, None)
     if op == "TEST_LEN":
-        return (code, _need(ins.arg, int, "an `arg` length", where), ins.name or "==")
-    if op in ("BUILD_RANGE", "SLICE"):
-        return (code, ins.arg, None)
-    if op == "VARIANT_FIELD":
-        return (code, ins.arg, None)
+        return (code, ins.arg, ins.name or "==")
     if op == "MATCH_FAIL":
-        idx = ins.arg
-        message = constants[idx].value if isinstance(idx, int) and 0 <= idx < len(constants) else "no pattern matched"
-        return (code, message, None)
+        return (code, constants[ins.arg].value, None)
     if op.startswith("CALL_MODEL"):
-        cell = None
-        if ins.name is not None:
-            cell = globals_.get(ins.name)
-            if cell is None or not isinstance(cell[0], ModelRef):
-                raise IRLoadError(f"unknown model `{ins.name}`", where)
-        if op == "CALL_MODEL":
-            method = _need(ins.arg, str, "an `arg` naming the model method", where)
-            if method not in MODEL_METHODS:
-                raise IRLoadError(f"unknown model method `{method}` (known: {', '.join(MODEL_METHODS)})", where)
-        else:
-            method = {"CALL_MODEL_SCHEMA": "schema", "CALL_MODEL_STREAM": "stream", "CALL_MODEL_CHAT": "chat"}[op]
-        schema = None
-        if op == "CALL_MODEL_SCHEMA":
-            schema = _need(ins.type_name, str, "a `type_name` naming the schema", where)
-        return (O.CALL_MODEL, (cell, method, schema), argc())
-    if op in ("AWAIT_ALL", "RACE"):
-        c = count()
-        if c < 1:
-            raise IRLoadError(f"{op} needs at least one task", where)
-        return (code, c, None)
-    if op == "RUN_PIPELINE":
-        name = _need(ins.name, str, "a pipeline `name`", where)
-        if name not in pipelines:
-            raise IRLoadError(f"unknown pipeline `{name}`", where)
-        return (code, name, None)
+        cell = globals_[ins.name] if ins.name is not None else None
+        method = ins.arg if op == "CALL_MODEL" else _MODEL_OPS[op]
+        schema = ins.type_name if op == "CALL_MODEL_SCHEMA" else None
+        return (O.CALL_MODEL, (cell, method, schema), O.argc_of(ins))
     if op.startswith("HASH_MAP_"):
-        name = _need(ins.name, str, "a hashmap `name`", where)
-        if name not in globals_:
-            raise IRLoadError(f"unknown hashmap `{name}`", where)
-        return (code, globals_[name], name)
-    return (code, ins.arg, None)
+        return (code, globals_[ins.name], ins.name)  # type: ignore[index]
+    # The rest have at most one operand (a jump target, a flag, a field or
+    # pipeline name), which the dispatch loop reads as it is.
+    operands = O.TABLE[op].operands
+    return (code, getattr(ins, operands[0].field) if operands else None, None)
 
 
-MODEL_METHODS = ("execute", "chat", "stream", "with_memory", "with_tools", "without_tools")
+_MODEL_OPS = {"CALL_MODEL_SCHEMA": "schema", "CALL_MODEL_STREAM": "stream", "CALL_MODEL_CHAT": "chat"}
 
 
 def _check_llm_sections(program: ir.Program) -> None:
@@ -486,8 +406,8 @@ def _check_llm_sections(program: ir.Program) -> None:
     for i, c in enumerate(program.connections):
         if c.config.provider not in ("openai", "anthropic", "ollama", "custom", "mock"):
             raise IRLoadError(f"connection `{c.name}`: unknown provider {c.config.provider!r}", f"connections[{i}]")
-        if "api_key" in c.config.headers or any(k.lower() in ("authorization", "x-api-key") for k in c.config.headers):
-            raise IRLoadError(f"connection `{c.name}`: credentials do not belong in the IR; name an environment variable in api_key_env", f"connections[{i}]")
+    for message, where in ir_credential_problems(program):
+        raise IRLoadError(message, where)
 
 
 class _Unset:
@@ -496,14 +416,3 @@ class _Unset:
 
 
 _UNSET = _Unset()
-
-# Natives that belong to the VM rather than a std:: module.
-_BUILTIN_NATIVES: dict[str, Any] = {}
-
-
-def builtin_native(name: str):
-    def register(fn):
-        _BUILTIN_NATIVES[name] = fn
-        return fn
-
-    return register

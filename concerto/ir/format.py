@@ -6,8 +6,8 @@ Where spec 16 leaves a detail open, this module fixes it (docs/ir.md):
 * LOAD_LOCAL/STORE_LOCAL name a local from the function's `locals` list
   (shadowed bindings get distinct names such as `x.1`);
 * a handful of opcodes the spec does not list carry what it has no opcode
-  for (closures, tuples, ranges, enum variants, pattern tests); they are
-  listed in EXTENSION_OPCODES.
+  for (closures, tuples, ranges, enum variants, pattern tests); the opcode
+  table (concerto/ir/opcodes.py) marks them as extensions.
 """
 
 from __future__ import annotations
@@ -100,6 +100,9 @@ class RetryConfig(msgspec.Struct):
     backoff: str = "none"  # none | linear | exponential
     initial_delay_ms: int = 1000
     max_delay_ms: int = 30000
+    # The longest Retry-After (or rate-limit reset) honoured; a provider asking
+    # for more ends the call at once (docs/semantics.md "Retry-After cap").
+    max_retry_after_ms: int = 60000
 
 
 class RateLimitConfig(msgspec.Struct):
@@ -134,6 +137,12 @@ class ConnectionConfig(msgspec.Struct):
     models: dict[str, str] = {}  # aliases
     pricing: dict[str, Pricing] = {}  # model id -> price, overrides the built-in table
     replies: str | None = None  # mock provider: scripted replies (JSON file)
+    # Secret headers: header name -> the environment variable holding its value.
+    headers_env: dict[str, str] = {}
+    # Largest reply body (streams: in total) accepted; None: 16 MiB.
+    max_response_bytes: int | None = None
+    # Longest gap between two events of a streamed reply; None: min(timeout, 60 s).
+    stream_idle_timeout: float | None = None
 
 
 class ConnectionDef(msgspec.Struct):
@@ -311,50 +320,6 @@ class Program(msgspec.Struct):
 
 
 REQUIRED_SECTIONS = ("version", "module", "constants", "types", "functions")
-
-# Opcodes of spec 16 the VM runs.
-SPEC_OPCODES = {
-    "PUSH", "POP", "DUP", "SWAP", "LOAD_CONST", "LOAD_LOCAL", "STORE_LOCAL", "LOAD_GLOBAL",
-    "STORE_GLOBAL", "ADD", "SUB", "MUL", "DIV", "MOD", "NEG", "EQ", "NEQ", "LT", "GT", "LTE",
-    "GTE", "AND", "OR", "NOT", "JUMP", "JUMP_IF_TRUE", "JUMP_IF_FALSE", "RETURN", "CALL",
-    "CALL_METHOD", "CALL_NATIVE", "EMIT", "TRY_BEGIN", "TRY_END", "CATCH", "THROW", "PROPAGATE",
-    "BUILD_ARRAY", "BUILD_MAP", "BUILD_STRUCT", "FIELD_GET", "FIELD_SET", "INDEX_GET",
-    "INDEX_SET", "CHECK_TYPE", "CAST", "HASH_MAP_GET", "HASH_MAP_SET", "HASH_MAP_DELETE",
-    "HASH_MAP_HAS", "CALL_MODEL", "CALL_MODEL_SCHEMA", "CALL_MODEL_STREAM", "CALL_MODEL_CHAT",
-    "EMIT_AWAIT",      # pop payload, channel; push the host's answer (EmitError is thrown)
-    "AWAIT",           # pop a value; a Task handle is waited for, anything else is itself
-    "AWAIT_ALL",       # arg: count; pop count zero-argument closures, run them as
-                       # concurrent tasks, push the tuple of their results in order
-    "SPAWN_ASYNC",     # pop a zero-argument closure, start it as a task, push its Task handle
-}
-
-# Opcodes this implementation adds (documented in docs/ir.md).
-EXTENSION_OPCODES = {
-    "CALL_VALUE",      # argc: call the callable under the arguments
-    "MAKE_CLOSURE",    # name: function; argc: captured values on the stack
-    "BUILD_TUPLE",     # arg: count
-    "BUILD_RANGE",     # arg: true when inclusive; lo and hi on the stack (nil = open)
-    "BUILD_VARIANT",   # type_name: enum (Option/Result too); name: variant; argc; names for struct variants
-    "BUILD_STRING",    # arg: count; concatenates the display text of the values
-    "TEST_VARIANT",    # type_name, name: pop value, push whether it is that variant
-    "VARIANT_FIELD",   # arg: position (Int) or field name (String) of the payload
-    "TEST_LEN",        # arg: length; name: "==" or ">="; pop value, push Bool (array/tuple)
-    "SLICE",           # pop hi, lo, value (nil = open); push the slice
-    "ITER_INIT",       # pop iterable, push an iterator
-    "ITER_NEXT",       # arg: exit target; push next item or jump when done
-    "COPY",            # shallow copy of the stack top (value semantics for `let mut`)
-    "RETHROW",         # re-raise an error no catch clause matched
-    "MATCH_FAIL",      # a refutable pattern did not match: runtime fault
-    "RACE",            # arg: count; pop count zero-argument closures, run them
-                       # concurrently, push the first result, cancel the rest
-    "PARALLEL_FOR",    # pop a one-argument closure and the iterable under it; run the
-                       # closure on every item concurrently, push the Array of results in order
-    "RUN_PIPELINE",    # name: pipeline; pop the input, push Result<output, PipelineError>
-    "COALESCE",        # arg: target; `??`: unwrap Some / keep a non-nil value and jump, else fall through
-}
-
-ALL_OPCODES = SPEC_OPCODES | EXTENSION_OPCODES
-
 
 def encode(program: Program, pretty: bool = True) -> bytes:
     raw = msgspec.json.encode(program)
