@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from concerto.compiler.diagnostics import Diagnostic
 from concerto.ir import ConnectionConfig, ConnectionDef, Pricing, RateLimitConfig, RetryConfig
+from concerto.ir.credentials import credential_header, url_credentials
 
 MANIFEST_NAME = "Concerto.toml"
 
@@ -44,19 +45,31 @@ KEY_REQUIRED_PROVIDERS = ("openai", "anthropic", "google")
 BACKOFFS = ("none", "linear", "exponential")
 MCP_TRANSPORTS = ("stdio", "sse")
 
-TOP_FIELDS = ("project", "connections", "pricing", "mcp")
+TOP_FIELDS = ("project", "connections", "pricing", "mcp", "permissions")
+PERMISSION_FIELDS = ("env",)
 PROJECT_FIELDS = ("name", "version", "entry")
 CONNECTION_FIELDS = (
     "provider", "api_key_env", "base_url", "default_model", "timeout", "organization", "project",
     "headers", "retry", "rate_limit", "models", "pricing", "replies",
+    "headers_env", "max_response_bytes", "stream_idle_timeout",
 )
-RETRY_FIELDS = ("max_attempts", "backoff", "initial_delay_ms", "max_delay_ms")
+RETRY_FIELDS = ("max_attempts", "backoff", "initial_delay_ms", "max_delay_ms", "max_retry_after_ms")
+# Retry-After is never honoured beyond this, whatever the manifest says (5 minutes).
+MAX_RETRY_AFTER_MS = 300_000
 RATE_LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "concurrent_requests")
 PRICING_FIELDS = ("input_per_mtok", "output_per_mtok")
 # `args` and `env` go with `command` (stdio); the MCP tables are kept raw for now.
 MCP_FIELDS = ("transport", "command", "args", "env", "url", "timeout")
 
 Path_ = tuple[str, ...]
+
+
+@dataclass
+class Permissions:
+    """[permissions]: what the project lets its program do beyond the defaults."""
+
+    #: Environment variables std::env may read: names or glob patterns.
+    env: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -68,6 +81,22 @@ class Manifest:
     connections: dict[str, ConnectionConfig] = field(default_factory=dict)  # in file order
     pricing: dict[str, Pricing] = field(default_factory=dict)  # project-wide overrides
     mcp: dict[str, dict[str, Any]] = field(default_factory=dict)  # [mcp.NAME] tables, checked
+    permissions: Permissions = field(default_factory=Permissions)
+
+    def credential_variables(self) -> dict[str, str]:
+        """Environment variables holding credentials, with what each is: every
+        connection's api_key_env and headers_env, and what MCP servers get.
+        Program code may never read them (vm/environment.py)."""
+        out: dict[str, str] = {}
+        for cname, config in self.connections.items():
+            if config.api_key_env:
+                out.setdefault(config.api_key_env, f"the API key of connection `{cname}`")
+            for header, var in (getattr(config, "headers_env", None) or {}).items():
+                out.setdefault(var, f"the {header} header of connection `{cname}`")
+        for sname, server in self.mcp.items():
+            for server_var, var in (server.get("env") or {}).items():
+                out.setdefault(var, f"passed to MCP server `{sname}` as {server_var}")
+        return out
 
     @property
     def root(self) -> Path:
@@ -352,10 +381,11 @@ class _Checker:
                 return self.positions[path[:n]]
         return 1, 1, 1
 
-    def error(self, path: Path_, message: str, hint: str | None = None) -> None:
+    def error(self, path: Path_, message: str, hint: str | None = None, secret: bool = False) -> None:
+        """`secret`: the line may hold a credential, so it is not quoted under the message."""
         line, col, length = self.locate(path)
         text = f"{_fmt_path(path)}: {message}" if path else message
-        self.diags.append(Diagnostic(self.file, line, col, text, hint=hint, length=length))
+        self.diags.append(Diagnostic(self.file, line, col, text, hint=hint, length=length, show_source=not secret))
 
     def mark(self) -> int:
         return len(self.diags)
@@ -504,10 +534,47 @@ def _check_manifest(ck: _Checker, doc: dict[str, Any], path: Path) -> Manifest |
             if server is not None:
                 mcp[sname] = server
 
+    permissions = Permissions()
+    if "permissions" in doc:
+        credentials = Manifest(path=path, name="", version="", entry=path, connections=connections,
+                               mcp=mcp).credential_variables()
+        permissions = _check_permissions(ck, doc["permissions"], ("permissions",), credentials) or permissions
+
     if name is None or version is None or entry is None:
         return None
     return Manifest(path=path, name=name, version=version, entry=entry,
-                    connections=connections, pricing=pricing, mcp=mcp)
+                    connections=connections, pricing=pricing, mcp=mcp, permissions=permissions)
+
+
+_ENV_PATTERN = re.compile(r"[^=\0]+")
+
+
+def _check_permissions(ck: _Checker, value: Any, path: Path_, credentials: dict[str, str]) -> Permissions | None:
+    t = ck.table(value, path)
+    if t is None:
+        return None
+    mark = ck.mark()
+    ck.unknown_fields(t, PERMISSION_FIELDS, path)
+    env: list[str] = []
+    if "env" in t:
+        p = path + ("env",)
+        items = t["env"]
+        if not isinstance(items, list):
+            ck.error(p, f"expected an array of variable names or patterns, got {_type_name(items)}",
+                     hint='for example env = ["HOME", "APP_*"]')
+        else:
+            for i, item in enumerate(items):
+                if not isinstance(item, str) or not item:
+                    ck.error(p, f"item {i}: expected a variable name or pattern, got "
+                                f"{_type_name(item) if not isinstance(item, str) else 'an empty string'}")
+                elif not _ENV_PATTERN.fullmatch(item):
+                    ck.error(p, f"item {i}: {_quote(item)} is not a variable name or pattern")
+                elif item in credentials:
+                    ck.error(p, f"item {i}: {item} is {credentials[item]}; program code never reads credentials",
+                             hint="models read the key themselves; remove it from [permissions] env")
+                else:
+                    env.append(item)
+    return Permissions(env=env) if ck.clean_since(mark) else None
 
 
 def _check_pricing(ck: _Checker, value: Any, path: Path_) -> dict[str, Pricing] | None:
@@ -555,7 +622,8 @@ def _check_connection(ck: _Checker, value: Any, path: Path_, base: Path) -> Conn
             # Not echoed: this is where a pasted key would end up.
             ck.error(path + ("api_key_env",),
                      'expected the name of an environment variable, such as "OPENAI_API_KEY"',
-                     hint="the manifest names the variable; put the key itself in the environment or in .env")
+                     hint="the manifest names the variable; put the key itself in the environment or in .env",
+                     secret=True)
         elif text is not None and provider != "mock":  # allowed but ignored for mock
             kw["api_key_env"] = text
     elif provider in KEY_REQUIRED_PROVIDERS:
@@ -563,7 +631,7 @@ def _check_connection(ck: _Checker, value: Any, path: Path_, base: Path) -> Conn
                    hint=f'provider "{provider}" reads its API key from the environment variable named here')
 
     if "base_url" in t:
-        kw["base_url"] = ck.url(t["base_url"], path + ("base_url",))
+        kw["base_url"] = _check_base_url(ck, t["base_url"], path)
     for key in ("default_model", "organization", "project"):
         if key in t:
             kw[key] = ck.string(t[key], path + (key,))
@@ -571,6 +639,12 @@ def _check_connection(ck: _Checker, value: Any, path: Path_, base: Path) -> Conn
         kw["timeout"] = ck.number(t["timeout"], path + ("timeout",), positive=True)
     if "headers" in t:
         kw["headers"] = _check_headers(ck, t["headers"], path + ("headers",))
+    if "headers_env" in t:
+        kw["headers_env"] = _check_headers_env(ck, t["headers_env"], path, t.get("headers"))
+    if "max_response_bytes" in t:
+        kw["max_response_bytes"] = ck.integer(t["max_response_bytes"], path + ("max_response_bytes",), 1)
+    if "stream_idle_timeout" in t:
+        kw["stream_idle_timeout"] = ck.number(t["stream_idle_timeout"], path + ("stream_idle_timeout",), positive=True)
     if "retry" in t:
         kw["retry"] = _check_retry(ck, t["retry"], path + ("retry",))
     if "rate_limit" in t:
@@ -601,9 +675,54 @@ def _check_headers(ck: _Checker, value: Any, path: Path_) -> dict[str, str] | No
             ck.error(path + (key,), "not a valid HTTP header name")
             ok = False
         if "\r" in text or "\n" in text:  # values are not echoed: they may be credentials
-            ck.error(path + (key,), "a header value cannot contain a line break")
+            ck.error(path + (key,), "a header value cannot contain a line break", secret=True)
+            ok = False
+        elif credential_header(key, text):
+            # Rule in concerto/ir/credentials.py; the value is not echoed.
+            conn = _fmt_path(path[:-1])
+            ck.error(path + (key,), "a literal credential in Concerto.toml; keys come from the environment",
+                     hint=f"put the value in an environment variable and name it instead: "
+                          f"[{conn}.headers_env] {json.dumps(key)} = \"MY_VARIABLE\"", secret=True)
             ok = False
     return headers if ok else None
+
+
+def _check_headers_env(ck: _Checker, value: Any, conn: Path_, literal: Any) -> dict[str, str] | None:
+    """[connections.X.headers_env]: header name -> the environment variable holding its value."""
+    path = conn + ("headers_env",)
+    table = ck.string_table(value, path)
+    if table is None:
+        return None
+    ok = True
+    literal_names = {k.lower() for k in literal} if isinstance(literal, dict) else set()
+    for key, var in table.items():
+        if not _HEADER_NAME.fullmatch(key):
+            ck.error(path + (key,), "not a valid HTTP header name")
+            ok = False
+        if not _ENV_NAME.fullmatch(var):
+            # Not echoed: this is where a pasted secret would end up.
+            ck.error(path + (key,), 'expected the name of an environment variable, such as "AZURE_API_KEY"',
+                     hint="headers_env names the variable; put the value itself in the environment or in .env",
+                     secret=True)
+            ok = False
+        if key.lower() in literal_names:
+            ck.error(path + (key,), f"header {json.dumps(key)} is also set in [{_fmt_path(conn)}.headers]")
+            ok = False
+    return table if ok else None
+
+
+def _check_base_url(ck: _Checker, value: Any, conn: Path_) -> str | None:
+    path = conn + ("base_url",)
+    url = ck.url(value, path)
+    if url is None:
+        return None
+    found = url_credentials(url)
+    if found:
+        ck.error(path, f"the URL carries a credential ({', '.join(found)}); keys come from the environment",
+                 hint=f"name the variable holding the key with api_key_env, or send it as a header with "
+                      f"[{_fmt_path(conn)}.headers_env]", secret=True)
+        return None
+    return url
 
 
 def _check_retry(ck: _Checker, value: Any, path: Path_) -> RetryConfig | None:
@@ -628,6 +747,12 @@ def _check_retry(ck: _Checker, value: Any, path: Path_) -> RetryConfig | None:
         max_ok = n is not None
         if n is not None:
             retry.max_delay_ms = n
+    if "max_retry_after_ms" in t:
+        n = ck.integer(t["max_retry_after_ms"], path + ("max_retry_after_ms",), 0)
+        if n is not None and n > MAX_RETRY_AFTER_MS:
+            ck.error(path + ("max_retry_after_ms",), f"expected an integer <= {MAX_RETRY_AFTER_MS} (5 minutes), got {n}")
+        elif n is not None:
+            retry.max_retry_after_ms = n
     if initial_ok and max_ok and retry.max_delay_ms < retry.initial_delay_ms:
         if "max_delay_ms" in t:
             ck.error(path + ("max_delay_ms",),

@@ -43,6 +43,8 @@ import json
 import math
 import re
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
@@ -66,6 +68,13 @@ __all__ = [
     "Slow",
     "Malformed",
     "StreamCut",
+    "Raw",
+    "Hangup",
+    "HugeBody",
+    "KeepAliveOnly",
+    "Drip",
+    "canned_body",
+    "canned_events",
     "schema_example",
 ]
 
@@ -211,6 +220,54 @@ class StreamCut(Reply):
     headers and half the announced body, then close."""
 
     after: int = 2
+
+
+@dataclass
+class Raw(Reply):
+    """These exact bytes as the whole response (status line, headers, body:
+    anything, valid or not), then close the connection unless `keep`."""
+
+    data: bytes
+    keep: bool = False
+
+
+@dataclass
+class Hangup(Reply):
+    """Read the request, then close the connection without a byte of reply;
+    `reset` sends a TCP RST instead of a FIN."""
+
+    reset: bool = False
+
+
+@dataclass
+class HugeBody(Reply):
+    """`status` with a body of `size` bytes (a JSON-looking prefix, then
+    padding), with a Content-Length or chunked, written in 64 KiB pieces until
+    done or the client hangs up. `bytes_sent` records what went out."""
+
+    size: int
+    status: int = 200
+    chunked: bool = False
+
+
+@dataclass
+class KeepAliveOnly(Reply):
+    """Streamed request: the 200 head, the first `events` SSE events of the
+    real reply, then only `: keep-alive` comments every `interval` seconds,
+    for at most `limit` seconds or until the client hangs up."""
+
+    events: int = 0
+    interval: float = 0.05
+    limit: float = 30.0
+
+
+@dataclass
+class Drip(Reply):
+    """The real reply (streamed or not), written `piece` bytes at a time with
+    `interval` seconds between pieces."""
+
+    interval: float = 0.05
+    piece: int = 16
 
 
 # --------------------------------------------------------------------------
@@ -669,6 +726,47 @@ def _validate_anthropic_tool_turns(msgs: list[dict[str, Any]]) -> None:
         raise unanswered(len(msgs) - 1, uses)
 
 
+def canned_body(flavour: Flavour, text: str) -> bytes:
+    """A minimal valid non-streamed reply body saying `text` (for Raw replies)."""
+    if flavour == "openai":
+        return _dumps({"id": "chatcmpl-canned", "object": "chat.completion", "model": "gpt-4o-mini",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                    "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+    return _dumps({"id": "msg_canned", "type": "message", "role": "assistant", "model": "claude-sonnet-4-20250514",
+                   "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                   "usage": {"input_tokens": 1, "output_tokens": 1}})
+
+
+def canned_events(flavour: Flavour, text: str) -> list[bytes]:
+    """The SSE events of a minimal valid streamed reply saying `text` (for Raw replies)."""
+    if flavour == "openai":
+        chunk = lambda delta, finish=None: b"data: " + _dumps(  # noqa: E731
+            {"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + b"\n\n"
+        return [chunk({"role": "assistant", "content": ""}), chunk({"content": text}), chunk({}, "stop"),
+                b"data: [DONE]\n\n"]
+    ev = lambda name, obj: b"event: " + name.encode() + b"\ndata: " + _dumps(obj) + b"\n\n"  # noqa: E731
+    return [ev("message_start", {"type": "message_start", "message": {"model": "claude-sonnet-4-20250514",
+                                                                       "usage": {"input_tokens": 1}}}),
+            ev("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "text_delta", "text": text}}),
+            ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                 "usage": {"output_tokens": 1}}),
+            ev("message_stop", {"type": "message_stop"})]
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST (SO_LINGER 0) rather than a FIN."""
+    sock = writer.get_extra_info("socket")
+    try:
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    writer.transport.abort()
+
+
 @dataclass
 class _Content:
     """What the assistant says, independent of the wire format."""
@@ -703,6 +801,10 @@ class FakeProvider:
         # Requests whose client hung up while the server was still waiting to
         # answer (a cancelled call, e.g. the loser of a `race`).
         self.hangups = 0
+        # Body bytes written for each HugeBody reply, in order.
+        self.bytes_sent: list[int] = []
+        # Connections to reset on accept, before reading anything.
+        self.reset_on_accept = 0
         self._readers: dict[Any, asyncio.StreamReader] = {}
         self._script: collections.deque[Reply] = collections.deque()
         self._window: collections.deque[float] = collections.deque()  # rpm: accepted request times
@@ -751,6 +853,8 @@ class FakeProvider:
         self.request_count = 0
         self.connections = 0
         self.hangups = 0
+        self.bytes_sent = []
+        self.reset_on_accept = 0
         self._ids = itertools.count(1)
 
     def start(self) -> FakeProvider:
@@ -829,6 +933,10 @@ class FakeProvider:
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self.reset_on_accept > 0:
+            self.reset_on_accept -= 1
+            _reset(writer)
+            return
         self._readers[writer] = reader
         task = asyncio.current_task()
         if task is not None:
@@ -980,6 +1088,20 @@ class FakeProvider:
             self.hangups += 1
             return False
 
+        if isinstance(reply, Raw):
+            writer.write(reply.data)
+            await writer.drain()
+            if not reply.keep:
+                writer.close()
+            return reply.keep
+        if isinstance(reply, Hangup):
+            if reply.reset:
+                _reset(writer)
+            else:
+                writer.close()
+            return False
+        if isinstance(reply, HugeBody):
+            return await self._send_huge(writer, flavour, reply)
         if isinstance(reply, (ErrorStatus, RateLimit, ServerError, Overloaded)):
             return await self._send_fault(writer, flavour, reply, keep, extra)
 
@@ -991,6 +1113,9 @@ class FakeProvider:
         data = _dumps(payload)
         if isinstance(reply, Malformed):
             data = reply.body if reply.body is not None else data[: len(data) // 2]
+        if isinstance(reply, Drip):
+            head = self._head(200, flavour, {"content-type": "application/json", **extra}, False, len(data))
+            return await self._send_drip(writer, head + data, reply)
         if isinstance(reply, StreamCut):
             # Announce the whole body, deliver half, hang up.
             head = self._head(200, flavour, {"content-type": "application/json", **extra}, True, len(data))
@@ -1347,10 +1472,69 @@ class FakeProvider:
         events.append(ev("message_stop", {"type": "message_stop"}))
         return events
 
+    async def _send_huge(self, writer: asyncio.StreamWriter, flavour: Flavour, reply: HugeBody) -> bool:
+        head = self._head(reply.status, flavour, {"content-type": "application/json"}, False,
+                          None if reply.chunked else reply.size, chunked=reply.chunked)
+        prefix = b'{"error": {"message": "' if reply.status >= 400 else b'{"choices": [{"message": {"content": "'
+        piece = b"x" * 65536
+        sent = 0
+        try:
+            writer.write(head)
+            while sent < reply.size:
+                data = (prefix + piece)[: min(65536, reply.size - sent)] if sent == 0 else piece[: reply.size - sent]
+                writer.write(b"%x\r\n%s\r\n" % (len(data), data) if reply.chunked else data)
+                await writer.drain()
+                sent += len(data)
+            if reply.chunked:
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.bytes_sent.append(sent)
+            writer.close()
+        return False
+
+    async def _send_keepalive_only(self, writer: asyncio.StreamWriter, flavour: Flavour, events: list[bytes],
+                                   reply: KeepAliveOnly) -> bool:
+        writer.write(self._head(200, flavour, {"content-type": "text/event-stream"}, False, None))
+        for e in events[: reply.events]:
+            writer.write(b"%x\r\n%s\r\n" % (len(e), e))
+        comment = b": keep-alive\n\n"
+        deadline = time.monotonic() + reply.limit
+        try:
+            await writer.drain()
+            while time.monotonic() < deadline:
+                await asyncio.sleep(reply.interval)
+                writer.write(b"%x\r\n%s\r\n" % (len(comment), comment))
+                await writer.drain()
+        except (ConnectionError, OSError):
+            self.hangups += 1
+        writer.close()
+        return False
+
+    async def _send_drip(self, writer: asyncio.StreamWriter, data: bytes, reply: Drip) -> bool:
+        try:
+            for i in range(0, len(data), reply.piece):
+                writer.write(data[i: i + reply.piece])
+                await writer.drain()
+                if i + reply.piece < len(data):
+                    await asyncio.sleep(reply.interval)
+        except (ConnectionError, OSError):
+            self.hangups += 1
+        writer.close()
+        return False
+
     async def _send_stream(self, writer: asyncio.StreamWriter, flavour: Flavour, body: dict[str, Any],
                            c: _Content, reply: Reply | None, version: str, keep: bool,
                            extra: dict[str, str]) -> bool:
         events = (self._openai_events if flavour == "openai" else self._anthropic_events)(body, c)
+        if isinstance(reply, KeepAliveOnly):
+            return await self._send_keepalive_only(writer, flavour, events, reply)
+        if isinstance(reply, Drip):
+            hdrs = {"content-type": "text/event-stream; charset=utf-8", **extra}
+            data = self._head(200, flavour, hdrs, False, None, chunked=False) + b"".join(events)
+            return await self._send_drip(writer, data, reply)
         if isinstance(reply, Malformed):
             # Corrupt the second event (the first after the stream's opening
             # one): keep its SSE framing, cut its JSON in half.

@@ -9,8 +9,19 @@ from dataclasses import dataclass
 
 from concerto import ir
 
-# However long a provider asks us to wait, we wait at most this long per retry.
+# However long a provider asks us to wait, we wait at most this long per retry
+# (the manifest's max_retry_after_ms cannot exceed it; past a connection's own
+# cap the call is not retried at all, see ConnectionManager).
 RETRY_AFTER_CAP = 300.0
+# A reply body (a streamed reply: in total) larger than this fails the call,
+# unless the connection sets max_response_bytes.
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+# Of an error reply only this much is read, per attempt: enough for any
+# provider's error JSON, and a proxy's 50 MB error page costs nothing more.
+ERROR_BODY_CAP = 64 * 1024
+# The longest gap between two events of a streamed reply, unless the
+# connection sets stream_idle_timeout (never more than the call's timeout).
+DEFAULT_STREAM_IDLE_TIMEOUT = 60.0
 
 
 class ConfigError(Exception):

@@ -8,14 +8,23 @@ httpx.AsyncClient, the rate limiter and the retry policy. A call:
     on a retryable failure: back off (exponential with jitter, at least what
     the provider's Retry-After / reset headers asked) and go again
 
-Metering happens here too, so nothing reaches a provider unrecorded.
+Metering happens here too, so nothing reaches a provider unrecorded: every
+attempt is counted, and the transport never re-sends a request on its own.
 API keys are read from the environment when the manager is built and live
-only in the Endpoint handed to adapters; no message here ever includes one.
+only in the Endpoint handed to adapters; before that, a HostPolicy (if the
+caller gives one) decides whether the key may go to the connection's host.
+The message of every failure a program sees passes the run's Redactor.
+
+Bounds: a reply body is read up to the connection's max_response_bytes (an
+error body up to ERROR_BODY_CAP); a streamed reply must finish within the
+call's timeout and may not go quiet for longer than the idle limit (SSE
+comments do not count as activity).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -30,11 +39,19 @@ import msgspec
 
 from concerto import ir
 from concerto.vm import metering
-from concerto.vm.connection_config import ConfigError, ConnectionOverride, RetryPlan
-from concerto.vm.http_pool import AsyncioTransport
+from concerto.vm.connection_config import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_STREAM_IDLE_TIMEOUT,
+    ERROR_BODY_CAP,
+    ConfigError,
+    ConnectionOverride,
+    RetryPlan,
+)
+from concerto.vm.http_pool import AsyncioTransport, MalformedReply
 from concerto.vm.providers.base import ChatRequest, Completion, Endpoint, ProviderError, StreamDelta
 from concerto.vm.providers.mock import MockProvider
 from concerto.vm.ratelimit import RateLimiter, estimate_tokens
+from concerto.vm.secrets import HostPolicy, Redactor, host_port
 
 KEYED_PROVIDERS = ("openai", "anthropic")
 
@@ -59,6 +76,13 @@ class _Connection:
     mock: MockProvider | None
     limiter: RateLimiter
     client: httpx.AsyncClient | None = None
+
+    @property
+    def max_bytes(self) -> int:
+        return self.config.max_response_bytes or DEFAULT_MAX_RESPONSE_BYTES
+
+    def idle_limit(self, timeout: float) -> float:
+        return min(timeout, self.config.stream_idle_timeout or DEFAULT_STREAM_IDLE_TIMEOUT)
 
 
 def _adapter(provider: str) -> ModuleType:
@@ -89,6 +113,10 @@ class ConnectionManager:
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     rng: random.Random = field(default_factory=random.Random)
     metrics: metering.Metrics = field(default_factory=metering.Metrics)
+    # Where keys may be sent besides the providers' default hosts; None skips
+    # the check (internal callers that build their own connections).
+    host_policy: HostPolicy | None = None
+    redactor: Redactor = field(default_factory=Redactor)
 
     def __post_init__(self) -> None:
         self._conns: dict[str, _Connection] = {}
@@ -127,11 +155,27 @@ class ConnectionManager:
         if key is None and provider in KEYED_PROVIDERS:
             raise ConfigError(f"connection `{name}`: provider {provider} needs an API key: "
                               f"set api_key_env in [connections.{name}] of Concerto.toml")
+        secret_headers = {}
+        for header, var in cfg.headers_env.items():
+            value = self.environ.get(var)
+            if not value:
+                raise ConfigError(f"connection `{name}`: environment variable {var} (for header `{header}`) "
+                                  "is not set (set it, or load it with --env FILE)")
+            secret_headers[header] = value
         adapter = _adapter(provider)
         base_url = override.base_url or cfg.base_url or _default_base_url(provider, adapter)
         if not base_url:
             raise ConfigError(f"connection `{name}`: a `custom` connection needs base_url")
-        endpoint = Endpoint(base_url, key, dict(cfg.headers), cfg.organization, cfg.project)
+        # A base_url the host itself passed in is its own choice.
+        if self.host_policy is not None and override.base_url is None and (key or secret_headers) \
+                and not self.host_policy.permits(provider, base_url):
+            what = (f"the key in {cfg.api_key_env}" if key and cfg.api_key_env and override.api_key is None
+                    else "the API key" if key else f"the `{next(iter(secret_headers))}` header")
+            raise ConfigError(
+                f"connection `{name}`: will not send {what} to {host_port(base_url) or 'that URL'}: it is not "
+                f"{provider}'s default host, no base_url of the local Concerto.toml names it, and it was not "
+                "allowed with --allow-host (RuntimeConfig.allowed_hosts)")
+        endpoint = Endpoint(base_url, key, {**cfg.headers, **secret_headers}, cfg.organization, cfg.project)
         return _Connection(name, cfg, provider, endpoint, adapter, None, limiter)
 
     def provider_of(self, connection: str) -> str:
@@ -150,9 +194,9 @@ class ConnectionManager:
                 try:
                     done = await self._attempt(conn, req, opts)
                 except ProviderError as err:
-                    if await self._retry_after_failure(stats, plan, err, attempt):
+                    if await self._retry_after_failure(conn, stats, plan, err, attempt):
                         continue
-                    raise CallFailed(err, attempt) from None
+                    raise self._failed(err, attempt) from None
                 stats.requests += 1
                 self._meter(stats, conn, done, time.perf_counter() - started)
                 return done
@@ -179,23 +223,32 @@ class ConnectionManager:
         call = conn.adapter.build_request(req, conn.endpoint)
         client = self._client(conn)
         try:
-            resp = await client.post(call.url, content=msgspec.json.encode(call.body), headers=call.headers,
-                                     timeout=opts.timeout)
+            async with client.stream("POST", call.url, content=msgspec.json.encode(call.body),
+                                     headers=call.headers, timeout=opts.timeout) as resp:
+                if resp.status_code >= 400:
+                    body = await _read_body(resp, ERROR_BODY_CAP, conn.name, truncate=True)
+                    raise conn.adapter.classify_error(resp.status_code, resp.headers, body)
+                body = await _read_body(resp, conn.max_bytes, conn.name)
         except httpx.TimeoutException:
             raise ProviderError("timeout", f"{conn.name}: no reply within {opts.timeout:g} s") from None
-        except (httpx.TransportError, httpx.InvalidURL) as e:
+        except MalformedReply as e:
+            raise ProviderError("invalid_response", f"{conn.name}: malformed reply from {_origin(call.url)}: {e}") from None
+        except (httpx.ConnectError, httpx.InvalidURL) as e:
             raise ProviderError("network", f"{conn.name}: cannot reach {_origin(call.url)}: {type(e).__name__}") from None
+        except httpx.TransportError as e:
+            # After the request went out: the provider may have it, so only the retry policy sends it again.
+            raise ProviderError("network", f"{conn.name}: the connection to {_origin(call.url)} failed before "
+                                           f"the reply was complete: {type(e).__name__}") from None
         except httpx.HTTPError as e:
             raise ProviderError("invalid_response", f"{conn.name}: {type(e).__name__} from {_origin(call.url)}") from None
-        if resp.status_code >= 400:
-            raise conn.adapter.classify_error(resp.status_code, resp.headers, resp.content)
-        return conn.adapter.reply_parser(req)(resp.status_code, resp.headers, resp.content)
+        return conn.adapter.reply_parser(req)(resp.status_code, resp.headers, body)
 
     async def stream(self, connection: str, req: ChatRequest, opts: CallOptions,
                      deliver: Callable[[StreamDelta | BaseException], Awaitable[None]]) -> None:
         """Stream a reply, handing each delta to `deliver` as it arrives; ends by
         delivering a StreamDelta(done=True) or the CallFailed that stopped it.
-        Attempts are retried only until the first text is delivered."""
+        Attempts are retried only until the first text is delivered. Each
+        attempt must finish within opts.timeout (the whole reply, not each read)."""
         conn = self._conns[connection]
         plan = opts.retry or RetryPlan.of(conn.config.retry)
         stats = metering.CallStats(calls=1)
@@ -206,24 +259,33 @@ class ConnectionManager:
                 attempt += 1
                 delivered = False
                 usage = StreamDelta()
+
+                async def on_delta(delta: StreamDelta) -> None:
+                    nonlocal delivered
+                    if delta.tokens_in is not None:
+                        usage.tokens_in = delta.tokens_in
+                    if delta.tokens_out is not None:
+                        usage.tokens_out = delta.tokens_out
+                    usage.model = delta.model or usage.model
+                    if delta.text:
+                        delivered = True
+                        await deliver(delta)
+
                 permit = await conn.limiter.acquire(self._estimate(req))
                 try:
-                    async for delta in self._stream_once(conn, req, opts):
-                        if delta.tokens_in is not None:
-                            usage.tokens_in = delta.tokens_in
-                        if delta.tokens_out is not None:
-                            usage.tokens_out = delta.tokens_out
-                        usage.model = delta.model or usage.model
-                        if delta.text:
-                            delivered = True
-                            await deliver(delta)
+                    try:
+                        with anyio.fail_after(opts.timeout):
+                            await self._stream_once(conn, req, opts, on_delta)
+                    except TimeoutError:
+                        raise ProviderError("timeout", f"{conn.name}: the streamed reply did not finish "
+                                                       f"within {opts.timeout:g} s") from None
                     permit.settle(_used_tokens(usage.tokens_in, usage.tokens_out))
                 except ProviderError as err:
                     permit.release()  # not held while backing off
                     # Text already delivered cannot be taken back, so such a stream is not retried.
-                    if await self._retry_after_failure(stats, plan, err, attempt, give_up=delivered):
+                    if await self._retry_after_failure(conn, stats, plan, err, attempt, give_up=delivered):
                         continue
-                    await deliver(CallFailed(err, attempt))
+                    await deliver(self._failed(err, attempt))
                     return
                 finally:
                     permit.release()
@@ -236,43 +298,63 @@ class ConnectionManager:
         finally:
             self.metrics.record(opts.model_label, connection, stats)
 
-    async def _retry_after_failure(self, stats: metering.CallStats, plan: RetryPlan, err: ProviderError,
-                                   attempt: int, give_up: bool = False) -> bool:
-        """Count a failed attempt; when another is allowed, back off and say so."""
+    async def _retry_after_failure(self, conn: _Connection, stats: metering.CallStats, plan: RetryPlan,
+                                   err: ProviderError, attempt: int, give_up: bool = False) -> bool:
+        """Count a failed attempt; when another is allowed, back off and say so.
+        A provider asking to wait longer than the connection's
+        max_retry_after_ms ends the call now: waiting less would only be
+        refused again, and waiting that long would stall the program."""
         stats.requests += 1
         if give_up or not err.retryable or attempt >= plan.max_attempts:
+            stats.failures += 1
+            return False
+        cap = conn.config.retry.max_retry_after_ms / 1000
+        if err.retry_after is not None and err.retry_after > cap:
+            err.message += (f" (the provider asked to wait {err.retry_after:g} s, more than max_retry_after_ms "
+                            f"allows: {cap:g} s; not retried)")
             stats.failures += 1
             return False
         stats.retries += 1
         await self.sleep(plan.delay(attempt, err.retry_after, self.rng))
         return True
 
-    async def _stream_once(self, conn: _Connection, req: ChatRequest, opts: CallOptions) -> AsyncIterator[StreamDelta]:
+    def _failed(self, err: ProviderError, attempts: int) -> CallFailed:
+        # Providers echo what they were sent (a key in an error body, say).
+        err.message = self.redactor.text(err.message)
+        return CallFailed(err, attempts)
+
+    async def _stream_once(self, conn: _Connection, req: ChatRequest, opts: CallOptions,
+                           on_delta: Callable[[StreamDelta], Awaitable[None]]) -> None:
         if conn.mock is not None:
             for delta in conn.mock.stream(req, opts.model_label):
-                yield delta
+                await on_delta(delta)
             return
         assert conn.adapter is not None
         call = conn.adapter.build_request(req, conn.endpoint)
         client = self._client(conn)
-        timeout = httpx.Timeout(opts.timeout)
         try:
             async with client.stream("POST", call.url, content=msgspec.json.encode(call.body),
-                                     headers=call.headers, timeout=timeout) as resp:
+                                     headers=call.headers, timeout=httpx.Timeout(opts.timeout)) as resp:
                 if resp.status_code >= 400:
-                    body = await resp.aread()
+                    body = await _read_body(resp, ERROR_BODY_CAP, conn.name, truncate=True)
                     raise conn.adapter.classify_error(resp.status_code, resp.headers, body)
                 parser = conn.adapter.StreamParser()
-                async for line in resp.aiter_lines():
-                    for delta in parser.feed_line(line):
-                        yield delta
+                lines = _sse_lines(resp, conn.name, conn.max_bytes, conn.idle_limit(opts.timeout))
+                async with contextlib.aclosing(lines):
+                    async for line in lines:
+                        for delta in parser.feed_line(line):
+                            await on_delta(delta)
                 for delta in parser.finish():
-                    yield delta
+                    await on_delta(delta)
         except httpx.TimeoutException:
             raise ProviderError("timeout", f"{conn.name}: no reply within {opts.timeout:g} s") from None
+        except MalformedReply as e:
+            raise ProviderError("invalid_response", f"{conn.name}: malformed reply from {_origin(call.url)}: {e}") from None
         except httpx.TransportError as e:
             raise ProviderError("stream_cut" if isinstance(e, (httpx.ReadError, httpx.RemoteProtocolError)) else "network",
                                 f"{conn.name}: connection to {_origin(call.url)} failed: {type(e).__name__}") from None
+        except httpx.HTTPError as e:
+            raise ProviderError("invalid_response", f"{conn.name}: {type(e).__name__} from {_origin(call.url)}") from None
 
     # ------------------------------------------------------------ helpers
     def _client(self, conn: _Connection) -> httpx.AsyncClient:
@@ -320,6 +402,67 @@ def _transport(max_connections: int) -> httpx.AsyncBaseTransport:
     except RuntimeError:  # another anyio backend (trio): httpx's own transport
         return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=max_connections))
     return AsyncioTransport(max_connections)
+
+
+async def _read_body(resp: httpx.Response, limit: int, name: str, truncate: bool = False) -> bytes:
+    """The body, at most `limit` bytes of it (decoded, so a compressed bomb
+    counts at its real size). Past the limit: the first `limit` bytes when
+    `truncate`, else a ProviderError("response_too_large"); the rest is never read."""
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit():
+        if int(declared) <= limit and "content-encoding" not in resp.headers:
+            return await resp.aread()  # the common case, in one read: the size is known and small enough
+        if not truncate:
+            raise _too_large(name, limit)
+    parts: list[bytes] = []
+    total = 0
+    async for chunk in resp.aiter_bytes():
+        total += len(chunk)
+        if total > limit:
+            if not truncate:
+                raise _too_large(name, limit)
+            parts.append(chunk[: len(chunk) - (total - limit)])
+            break
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _too_large(name: str, limit: int) -> ProviderError:
+    return ProviderError("response_too_large", f"{name}: the reply is larger than {limit} bytes "
+                                               "(max_response_bytes)")
+
+
+async def _sse_lines(resp: httpx.Response, name: str, limit: int, idle: float) -> AsyncIterator[str]:
+    """The lines of an event stream, as text. The whole body may not exceed
+    `limit` bytes, and a line that is an event (not blank, not a `:` comment)
+    must come at least every `idle` seconds: keep-alive comments alone do
+    not keep a stream alive."""
+    chunks = resp.aiter_bytes()
+    deadline = anyio.current_time() + idle
+    pending = b""
+    total = 0
+    while True:
+        with anyio.CancelScope(deadline=deadline) as scope:
+            chunk = await anext(chunks, None)
+        if scope.cancelled_caught:
+            raise ProviderError("timeout", f"{name}: the stream sent no event for {idle:g} s")
+        if chunk is None:
+            break
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(name, limit)
+        pending += chunk
+        if b"\n" not in chunk and b"\r" not in chunk:
+            continue
+        lines = pending.splitlines(keepends=True)
+        pending = b"" if lines[-1].endswith((b"\n", b"\r")) else lines.pop()
+        for raw in lines:
+            line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
+            if line and not line.startswith(":"):
+                deadline = anyio.current_time() + idle
+            yield line
+    if pending:
+        yield pending.decode("utf-8", "replace")
 
 
 def _used_tokens(tokens_in: int | None, tokens_out: int | None) -> int | None:

@@ -15,6 +15,9 @@ handler, whose return value is the answer.
 
 Buffered mode keeps emits until `flush_emits()`, an awaited emit, the buffer
 reaching `max_queue`, `flush_interval` passing, or the end of the run.
+
+Every channel and payload handed to the host first passes the run's Redactor
+(vm/secrets.py): a program that emits a key the run holds emits `[redacted]`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import anyio
 
 from concerto.vm.executor import suspend
 from concerto.vm.operators import Thrown
+from concerto.vm.secrets import Redactor
 from concerto.vm.values import StructValue, from_json, to_json
 
 EmitMode = Literal["immediate", "buffered"]
@@ -112,8 +116,10 @@ def handler_failed(channel: str, exc: Exception) -> Thrown:
 
 class EmitChannel:
     def __init__(self, handlers: Handlers, mode: EmitMode = "immediate", max_queue: int = 10_000,
-                 flush_interval: float | None = None, reply_timeout: float | None = None) -> None:
+                 flush_interval: float | None = None, reply_timeout: float | None = None,
+                 redactor: Redactor | None = None) -> None:
         self.handlers = handlers
+        self.redactor = redactor or Redactor()
         self.mode = mode
         self.max_queue = max_queue
         self.flush_interval = flush_interval
@@ -157,6 +163,8 @@ class EmitChannel:
         if self._pending:
             suspend(self._drained)
         self._raise_failure()
+        if self.redactor:
+            channel, payload = self.redactor.text(channel), self.redactor.value(payload)
         # `on` listeners see the question too (a `*` logger shows it), but only
         # an on_emit handler answers.
         for observer in self.handlers.for_channel(channel):
@@ -224,6 +232,8 @@ class EmitChannel:
 
     # -- inside ----------------------------------------------------------------------
     def _deliver(self, channel: str, payload: Any) -> None:
+        if self.redactor:
+            channel, payload = self.redactor.text(channel), self.redactor.value(payload)
         for handler in self.handlers.for_channel(channel):
             self._call_listener(handler, channel, payload)
 

@@ -13,26 +13,51 @@ and exceptions (httpx.ConnectError, ReadTimeout, RemoteProtocolError, ...)
 are httpx's, so callers cannot tell the difference. It needs the asyncio
 event loop, which is anyio's default; ConnectionManager falls back to the
 stock transport elsewhere.
+
+A request is sent at most once. A pooled connection is checked before it is
+written to (closed by the server, unexpected bytes waiting, idle too long):
+such a connection is dropped and another taken, since nothing was sent on it.
+Once the request has been written, any failure is the caller's to handle: a
+POST the provider may have received is never re-sent here (RFC 9110 9.2.2).
+Replies that break HTTP/1.1 framing raise MalformedReply; bodies are read in
+pieces of at most _PIECE bytes, so a caller capping a body never has more
+than that in memory beyond its cap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import select
 import ssl
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
 _MAX_HEAD = 64 * 1024
+_PIECE = 64 * 1024
+# An idle pooled connection older than this is not reused: servers close
+# idle keep-alive connections (uvicorn after 5 s), and a request written just
+# as the server closes could not be told apart from one it received.
+_IDLE_LIMIT = 4.0
+_DIGITS = re.compile(rb"[0-9]+")
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+
+
+class MalformedReply(httpx.RemoteProtocolError):
+    """The reply breaks HTTP/1.1 framing (a bad content-length, chunk size or
+    status line): not a cut connection, so not worth a retry."""
 
 
 class _Conn:
-    __slots__ = ("reader", "writer")
+    __slots__ = ("reader", "writer", "idle_since")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.idle_since = 0.0
 
     def close(self) -> None:
         try:
@@ -43,6 +68,25 @@ class _Conn:
     @property
     def stale(self) -> bool:
         return self.reader.at_eof() or self.writer.is_closing()
+
+    def reusable_now(self) -> bool:
+        """Can a request go out on this idle connection with nothing already
+        waiting to be read? A FIN the loop has not processed yet, or a stray
+        reply (a 408) the server sent while we were idle, makes the socket
+        readable; either way the connection is done."""
+        if self.stale or time.monotonic() - self.idle_since > _IDLE_LIMIT:
+            return False
+        # What the StreamReader holds but has not handed out, and its EOF flag.
+        if getattr(self.reader, "_buffer", b"") or getattr(self.reader, "_eof", False):
+            return False
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return True
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
 
 
 class _Body(httpx.AsyncByteStream):
@@ -68,30 +112,44 @@ class _Body(httpx.AsyncByteStream):
             raise httpx.ReadTimeout("timed out reading the reply") from None
         except asyncio.IncompleteReadError:
             raise httpx.RemoteProtocolError("the server closed the connection mid-reply") from None
+        except asyncio.LimitOverrunError:
+            raise MalformedReply("a line of the reply's chunked framing is too long") from None
         except (ConnectionError, OSError) as e:
             raise httpx.ReadError(str(e) or type(e).__name__) from None
+
+    async def _exactly(self, n: int) -> AsyncIterator[bytes]:
+        """n bytes of body, in pieces of at most _PIECE."""
+        reader = self._conn.reader
+        while n > 0:
+            data = await self._read(reader.read(min(n, _PIECE)))
+            if not data:
+                raise httpx.RemoteProtocolError("the server closed the connection mid-reply")
+            n -= len(data)
+            yield data
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         reader = self._conn.reader
         if self._chunked:
             while True:
                 line = await self._read(reader.readuntil(b"\r\n"))
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise httpx.RemoteProtocolError("bad chunk size in the reply") from None
+                size_text = line[:-2].split(b";", 1)[0].strip()
+                if not _HEX.fullmatch(size_text) or len(size_text) > 15:
+                    raise MalformedReply("bad chunk size in the reply")
+                size = int(size_text, 16)
                 if size == 0:
                     while (await self._read(reader.readuntil(b"\r\n"))) != b"\r\n":
                         pass  # trailers
                     break
-                data = await self._read(reader.readexactly(size + 2))
-                yield data[:-2]
+                async for piece in self._exactly(size):
+                    yield piece
+                if await self._read(reader.readexactly(2)) != b"\r\n":
+                    raise MalformedReply("a chunk of the reply is longer than its size says")
         elif self._length is not None:
-            if self._length:
-                yield await self._read(reader.readexactly(self._length))
+            async for piece in self._exactly(self._length):
+                yield piece
         else:  # delimited by the server closing the connection
             while True:
-                data = await self._read(reader.read(65536))
+                data = await self._read(reader.read(_PIECE))
                 if not data:
                     break
                 yield data
@@ -132,6 +190,7 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
 
     def _release(self, origin: tuple, conn: _Conn, reusable: bool) -> None:
         if reusable and not conn.stale:
+            conn.idle_since = time.monotonic()
             self._idle.setdefault(origin, []).append(conn)
         else:
             self._open.discard(conn)
@@ -163,43 +222,38 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         if "content-length" not in request.headers and body:
             lines.append(f"Content-Length: {len(body)}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        idle = self._idle.get(origin)
-        # A pooled connection may have been closed by the server since its last
-        # use; if it fails before any reply byte, try once more on a fresh one.
-        for fresh in (False, True):
-            conn = None
-            while idle and not fresh:
-                candidate = idle.pop()
-                if not candidate.stale:
-                    conn = candidate
-                    break
-                self._open.discard(candidate)
-                candidate.close()
-            reused = conn is not None
-            if conn is None:
-                conn = await self._connect(origin, timeouts.get("connect"))
-            try:
-                conn.writer.write(head + body)
-                status, headers = await self._read_head(conn, timeouts.get("read"))
-            except BaseException as e:
-                self._open.discard(conn)
-                conn.close()
-                if reused and isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError)):
-                    continue
-                raise
-            break
-        keep_alive = not any(k == b"connection" and v.lower() == b"close" for k, v in headers)
-        length = None
-        chunked = False
-        for k, v in headers:
-            if k == b"content-length":
-                length = int(v)
-            elif k == b"transfer-encoding" and b"chunked" in v.lower():
-                chunked = True
+        conn = self._idle_connection(origin)
+        if conn is None:
+            conn = await self._connect(origin, timeouts.get("connect"))
+        try:
+            conn.writer.write(head + body)
+            status, headers = await self._read_head(conn, timeouts.get("read"))
+            while 100 <= status < 200:
+                if status == 101:
+                    raise MalformedReply("the server switched protocols")
+                status, headers = await self._read_head(conn, timeouts.get("read"))  # interim (100 Continue)
+            length, chunked, keep_alive = _framing(headers)
+        except BaseException:
+            # Written (or partly written): never sent again from here.
+            self._open.discard(conn)
+            conn.close()
+            raise
         if request.method == "HEAD" or status in (204, 304):
-            length = 0
+            length, chunked = 0, False
         stream = _Body(self, origin, conn, length, chunked, keep_alive, timeouts.get("read"))
         return httpx.Response(status, headers=headers, stream=stream, extensions={"http_version": b"HTTP/1.1"})
+
+    def _idle_connection(self, origin: tuple) -> _Conn | None:
+        """A pooled connection that nothing has been sent on since its last
+        reply and that is still good; unusable ones are closed on the way."""
+        idle = self._idle.get(origin)
+        while idle:
+            candidate = idle.pop()
+            if candidate.reusable_now():
+                return candidate
+            self._open.discard(candidate)
+            candidate.close()
+        return None
 
     async def _read_head(self, conn: _Conn, timeout: float | None) -> tuple[int, list[tuple[bytes, bytes]]]:
         try:
@@ -215,13 +269,14 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             raise httpx.ReadError(str(e) or type(e).__name__) from None
         status_line, *header_lines = raw[:-4].split(b"\r\n")
         parts = status_line.split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise httpx.RemoteProtocolError("the reply is not HTTP/1.1")
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not _DIGITS.fullmatch(parts[1]) \
+                or len(parts[1]) != 3:
+            raise MalformedReply("the reply is not HTTP/1.1")
         headers = []
         for line in header_lines:
             name, sep, value = line.partition(b":")
-            if not sep:
-                raise httpx.RemoteProtocolError("malformed header in the reply")
+            if not sep or not name.strip():
+                raise MalformedReply("malformed header in the reply")
             headers.append((name.strip().lower(), value.strip()))
         return int(parts[1]), headers
 
@@ -230,3 +285,30 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             conn.close()
         self._open.clear()
         self._idle.clear()
+
+
+def _framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool, bool]:
+    """(content length, chunked, keep-alive) of a reply head (RFC 9112 6.3).
+    A malformed or conflicting Content-Length is a MalformedReply; with a
+    Transfer-Encoding the length is ignored and the connection not reused."""
+    keep_alive = True
+    lengths: set[bytes] = set()
+    codings: list[bytes] = []
+    for k, v in headers:
+        if k == b"connection" and b"close" in v.lower():
+            keep_alive = False
+        elif k == b"content-length":
+            lengths.update(part.strip() for part in v.split(b","))
+        elif k == b"transfer-encoding":
+            codings.extend(c.strip().lower() for c in v.split(b",") if c.strip())
+    if codings:
+        # Chunked must be the last coding; otherwise the body runs to the close.
+        return None, codings[-1] == b"chunked", keep_alive and codings == [b"chunked"] and not lengths
+    if not lengths:
+        return None, False, keep_alive
+    if len(lengths) != 1:
+        raise MalformedReply("the reply has conflicting Content-Length headers")
+    (text,) = lengths
+    if not _DIGITS.fullmatch(text) or len(text) > 18:
+        raise MalformedReply("the reply has an invalid Content-Length")
+    return int(text), False, keep_alive

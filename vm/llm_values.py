@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 
 from concerto.vm.executor import suspend
+from concerto.vm.operators import Thrown
 from concerto.vm.values import ConcertoError, StructValue
 
 
@@ -100,16 +101,27 @@ class ModelStream:
 
     concerto_type = "Stream"
 
-    def __init__(self, model: str, on_done: Any) -> None:
+    def __init__(self, model: str, on_done: Any, error_value: Any = None) -> None:
         self.model = model
-        # Unbounded: the network task never waits for the program.
+        # Unbounded: the network task never waits for the program (the
+        # connection manager bounds a reply's size and duration).
         self._send, self._receive = anyio.create_memory_object_stream[Any](max_buffer_size=math.inf)
         self._on_done = on_done
+        # failure -> the AgentError value the loop throws.
+        self._error_value = error_value
         self._finished = False
+        self._head: list[Any] = []  # the item `first` took, not yet iterated
         self.text = ""
 
     async def deliver(self, item: Any) -> None:
         self._send.send_nowait(item)
+
+    async def first(self) -> Any:
+        """Wait for the first item (text, the end, or the failure) and keep it
+        for the loop."""
+        item = await self._receive.receive()
+        self._head.append(item)
+        return item
 
     def concerto_iter(self) -> Any:
         return self._chunks()
@@ -117,9 +129,11 @@ class ModelStream:
     def _chunks(self) -> Any:
         index = 0
         while not self._finished:
-            item = suspend(self._receive.receive)
+            item = self._head.pop() if self._head else suspend(self._receive.receive)
             if isinstance(item, BaseException):
                 self._finished = True
+                if self._error_value is not None:
+                    raise Thrown(self._error_value(item))
                 raise ConcertoError(f"stream from `{self.model}` failed: {item}", "AgentError")
             if item.done:
                 self._finished = True

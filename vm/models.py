@@ -192,9 +192,8 @@ class ModelRuntime:
             try:
                 self.bridge.call(self.toolbox.mcp.ready, server, self.bridge.spawn)
             except McpError as exc:
-                return Err(StructValue("AgentError", {
-                    "message": f"model `{spec.name}`: {exc}", "kind": "tool_unavailable", "status": None,
-                    "model": spec.config.model or "", "provider": spec.connection, "attempts": 0}))
+                return Err(self._error_value(spec, f"model `{spec.name}`: {exc}", "tool_unavailable",
+                                             spec.config.model or "", attempts=0))
         return None
 
     def _converse(self, spec: ModelSpec, req: ChatRequest, turn: "_Turn") -> tuple[Any, float]:
@@ -202,7 +201,8 @@ class ModelRuntime:
         for tools, run them and send the results back; at most
         MAX_TOOL_ROUNDS rounds. Tokens and latency add up over the rounds."""
         if not turn.tools or turn.vm is None:
-            return self._complete(spec, req)
+            done, ms = self._complete(spec, req)
+            return self._untooled(spec, req, done), ms
         req.tools = turn.tools.specs()
         messages = list(req.messages)
         tokens_in = tokens_out = 0
@@ -225,11 +225,20 @@ class ModelRuntime:
                 outcome = self.toolbox.run(turn.vm, turn.tools, call.name, call.arguments, self.bridge)
                 messages.append(ChatMessage("tool", outcome.content, tool_call_id=call.id, is_error=outcome.is_error))
             self.manager.metrics.record(spec.name, spec.connection, CallStats(tool_calls=len(done.tool_calls)))
-        return Err(StructValue("AgentError", {
-            "message": f"model `{spec.name}` still asked for tools after {MAX_TOOL_ROUNDS} rounds of tool calls",
-            "kind": "tool_loop", "status": None, "model": req.model, "provider": spec.connection,
-            "attempts": MAX_TOOL_ROUNDS + 1,
-        })), 0.0
+        return Err(self._error_value(
+            spec, f"model `{spec.name}` still asked for tools after {MAX_TOOL_ROUNDS} rounds of tool calls",
+            "tool_loop", req.model, attempts=MAX_TOOL_ROUNDS + 1)), 0.0
+
+    def _untooled(self, spec: ModelSpec, req: ChatRequest, done: Any) -> Any:
+        """A reply to a request that offered no tools may not call one: its text
+        (often empty) is not an answer, so it must not pass for Ok("")."""
+        if isinstance(done, Err) or not done.tool_calls or done.structured is not None:
+            return done
+        self.manager.metrics.record(spec.name, spec.connection, CallStats(failures=1))
+        names = ", ".join(f"`{c.name}`" for c in done.tool_calls)
+        return Err(self._error_value(
+            spec, f"model `{spec.name}` asked to call {names}, but no tools were offered to it",
+            "unexpected_tool_call", done.model or req.model))
 
     def _execute(self, spec: ModelSpec, prompt: str, memory: MemoryStore | None, auto: bool, turn: "_Turn") -> Any:
         req = self._request(spec, self._messages(spec, prompt, memory))
@@ -240,7 +249,8 @@ class ModelRuntime:
         (many calls at once share the connection's limits)."""
         spec = self.models[model]
         req = self._request(spec, self._messages(spec, prompt, memory))
-        return self._executed(spec, prompt, memory, auto, *await self._acomplete(spec, req))
+        done, latency = await self._acomplete(spec, req)
+        return self._executed(spec, prompt, memory, auto, self._untooled(spec, req, done), latency)
 
     def _executed(self, spec: ModelSpec, prompt: str, memory: MemoryStore | None, auto: bool,
                   done: Any, latency: float) -> Any:
@@ -314,8 +324,13 @@ class ModelRuntime:
                 memory.append("user", prompt)
                 memory.append("assistant", text)
 
-        stream = ModelStream(spec.name, finished)
+        stream = ModelStream(spec.name, finished, lambda failed: self._failure_value(spec, req, failed))
         self.bridge.spawn(self.manager.stream, spec.connection, req, self._options(spec), stream.deliver)
+        # Like execute, a call that fails before any text arrives is an Err;
+        # a failure after that reaches the loop as a thrown AgentError.
+        first = self.bridge.call(stream.first)
+        if isinstance(first, CallFailed):
+            return Err(self._failure_value(spec, req, first))
         return Ok(stream)
 
     # -- results ----------------------------------------------------------------
@@ -327,12 +342,21 @@ class ModelRuntime:
         })
 
     def _agent_error(self, spec: ModelSpec, req: ChatRequest, failed: CallFailed) -> Err:
+        return Err(self._failure_value(spec, req, failed))
+
+    def _failure_value(self, spec: ModelSpec, req: ChatRequest, failed: CallFailed) -> StructValue:
+        """The AgentError of a failed call: the same fields for execute,
+        execute_with_schema, chat and stream (before or during the reply)."""
         e = failed.error
-        return Err(StructValue("AgentError", {
-            "message": f"model `{spec.name}`: {e.message}" + (f" (after {failed.attempts} attempts)" if failed.attempts > 1 else ""),
-            "kind": e.kind, "status": e.status, "model": req.model, "provider": spec.connection,
-            "attempts": failed.attempts,
-        }))
+        message = f"model `{spec.name}`: {e.message}" + (f" (after {failed.attempts} attempts)" if failed.attempts > 1 else "")
+        return self._error_value(spec, message, e.kind, req.model, e.status, failed.attempts)
+
+    def _error_value(self, spec: ModelSpec, message: str, kind: str, model: str, status: int | None = None,
+                     attempts: int = 1) -> StructValue:
+        return StructValue("AgentError", {
+            "message": self.manager.redactor.text(message), "kind": kind, "status": status, "model": model,
+            "provider": spec.connection, "attempts": attempts,
+        })
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ ERROR_KINDS = {
     "request_too_large": "bad_request",
     "authentication_error": "auth",
     "permission_error": "auth",
-    "billing_error": "auth",
+    "billing_error": "quota",
     "not_found_error": "not_found",
     "rate_limit_error": "rate_limit",
     "api_error": "server",
@@ -301,8 +301,9 @@ def _plain_reply(status: int, headers: Mapping[str, str], body: bytes) -> Comple
 
 def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
     message, etype = error_fields(body)
-    # "overloaded_error" can come with statuses other than 529 (through proxies).
-    kind = "overloaded" if etype == "overloaded_error" else status_kind(status)
+    # "overloaded_error" can come with statuses other than 529 (through proxies);
+    # "billing_error" (402, out of credit) is not helped by waiting.
+    kind = {"overloaded_error": "overloaded", "billing_error": "quota"}.get(etype) or status_kind(status)
     return ProviderError(kind, http_error_message(NAME, status, message), status, retry_after_seconds(headers))
 
 
@@ -331,7 +332,7 @@ class StreamParser:
         payload = line[5:].strip()
         try:
             data = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise invalid(f"stream event is not JSON: {one_line(payload, 80)!r}") from None
         if not isinstance(data, dict):
             raise invalid("stream event is not a JSON object")

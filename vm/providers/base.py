@@ -97,7 +97,9 @@ class ProviderError(Exception):
     """A failed call, classified so the connection manager can decide to retry.
 
     kind: rate_limit | overloaded | server | timeout | network | auth |
-          bad_request | not_found | invalid_response | content_filter | stream_cut
+          bad_request | not_found | invalid_response | content_filter | stream_cut |
+          quota (out of credit: OpenAI insufficient_quota, Anthropic billing_error) |
+          response_too_large (past the connection's max_response_bytes)
     retry_after: seconds the provider asked us to wait (Retry-After,
           retry-after-ms or a rate-limit reset header), if any.
     """

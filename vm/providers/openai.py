@@ -91,7 +91,7 @@ def decode_json(provider: str, body: bytes) -> Any:
     """The JSON value of a reply body, or ProviderError(invalid_response)."""
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise ProviderError("invalid_response", f"{provider}: reply is not JSON: {_snippet(body)!r}") from None
 
 
@@ -100,7 +100,13 @@ def _snippet(body: bytes) -> str:
 
 
 def error_fields(body: bytes) -> tuple[str, str]:
-    """(message, type) from an error reply body, both "" when absent.
+    """(message, type) from an error reply body, both "" when absent (see error_info)."""
+    message, etype, _code = error_info(body)
+    return message, etype
+
+
+def error_info(body: bytes) -> tuple[str, str, str]:
+    """(message, type, code) from an error reply body, each "" when absent.
 
     Understands OpenAI and Anthropic {"error": {"message", "type"}}, Ollama's
     {"error": "text"}, and the {"message"} / {"detail"} shapes of other
@@ -108,21 +114,20 @@ def error_fields(body: bytes) -> tuple[str, str]:
     yields its text with the tags stripped."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         text = body[:2000].decode("utf-8", "replace")
-        return one_line(_TAG.sub(" ", text), 200), ""
+        return one_line(_TAG.sub(" ", text), 200), "", ""
     if not isinstance(data, dict):
-        return "", ""
+        return "", "", ""
     err = data.get("error")
     if isinstance(err, dict):
-        message = err.get("message")
-        etype = err.get("type")
+        message, etype, code = err.get("message"), err.get("type"), err.get("code")
         return (one_line(message) if isinstance(message, str) else "",
-                etype if isinstance(etype, str) else "")
+                etype if isinstance(etype, str) else "", code if isinstance(code, str) else "")
     for key in ("error", "message", "detail"):
         if isinstance(data.get(key), str):
-            return one_line(data[key]), ""
-    return "", ""
+            return one_line(data[key]), "", ""
+    return "", "", ""
 
 
 def status_kind(status: int) -> str:
@@ -240,7 +245,7 @@ def _tool_arguments(name: str, raw: Any) -> dict[str, Any]:
         raise invalid(f"tool call `{name}` has arguments of type {type(raw).__name__}")
     try:
         args = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise invalid(f"tool call `{name}` has arguments that are not JSON: {one_line(raw, 80)!r}") from None
     if not isinstance(args, dict):
         raise invalid(f"tool call `{name}` has arguments that are not a JSON object")
@@ -276,7 +281,9 @@ def _payload_error(err: Any, status: int | None) -> ProviderError:
         err = {"message": str(err)}
     message = err.get("message") if isinstance(err.get("message"), str) else "error"
     marks = f"{err.get('type')} {err.get('code')}".lower()
-    if "rate_limit" in marks:
+    if "insufficient_quota" in marks:
+        kind = "quota"
+    elif "rate_limit" in marks:
         kind = "rate_limit"
     elif "invalid_request" in marks:
         kind = "bad_request"
@@ -320,9 +327,10 @@ def reply_parser(req: ChatRequest) -> Callable[[int, Mapping[str, str], bytes], 
 
 
 def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-    message, _ = error_fields(body)
-    return ProviderError(status_kind(status), http_error_message(NAME, status, message), status,
-                         retry_after_seconds(headers))
+    message, etype, code = error_info(body)
+    # A 429 that means "out of credit": waiting does not help, so it is not a rate_limit.
+    kind = "quota" if "insufficient_quota" in (etype, code) else status_kind(status)
+    return ProviderError(kind, http_error_message(NAME, status, message), status, retry_after_seconds(headers))
 
 
 # ---------------------------------------------------------------------------
@@ -348,7 +356,7 @@ class StreamParser:
             return [StreamDelta(done=True)]
         try:
             data = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise invalid(f"stream event is not JSON: {one_line(payload, 80)!r}") from None
         if not isinstance(data, dict):
             raise invalid("stream event is not a JSON object")
