@@ -7,8 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 from concerto.stdlib.registry import REGISTRY
+from concerto.stdlib.support import UNCHECKED, check_collection, type_fault
 from concerto.vm.llm_values import MemoryStore, message_value
-from concerto.vm.values import ConcertoError
+from concerto.vm.values import ConcertoError, chunked, debug
+
+
+def _memory(value: Any, where: str) -> MemoryStore:
+    if type(value) is not MemoryStore:
+        raise type_fault(where, "a Memory", value)
+    return value
 
 
 def _text(value: Any, what: str) -> str:
@@ -28,32 +35,45 @@ for _role in ("system", "user", "assistant"):
 
 @REGISTRY.method("Memory", "append", 2, mutates=False)
 def memory_append(ctx: Any, memory: MemoryStore, role: Any, content: Any) -> None:
-    if role not in ("system", "user", "assistant"):
-        raise ConcertoError(f"memory role must be \"system\", \"user\" or \"assistant\", got {role!r}", "TypeError")
-    memory.append(role, _text(content, "memory content"))
+    messages = _memory(memory, "Memory.append").messages
+    if type(role) is not str or role not in ("system", "user", "assistant"):
+        raise ConcertoError(f"memory role must be \"system\", \"user\" or \"assistant\", got {debug(role)}",
+                            "TypeError")
+    text = _text(content, "memory content")
+    if messages.maxlen is None and len(messages) >= UNCHECKED:  # a window never grows
+        check_collection(len(messages) + 1, "Memory.append")
+    memory.append(role, text)
+
+
+def _messages(entries: list) -> list:
+    out: list = []
+    for part in chunked(entries):
+        out += [message_value(r, c) for r, c in part]
+    return out
 
 
 @REGISTRY.method("Memory", "messages", 0)
 def memory_messages(ctx: Any, memory: MemoryStore) -> list:
-    return [message_value(r, c) for r, c in memory.messages]
+    return _messages(list(_memory(memory, "Memory.messages").messages))
 
 
 @REGISTRY.method("Memory", "last", 1)
 def memory_last(ctx: Any, memory: MemoryStore, n: Any) -> list:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+    _memory(memory, "Memory.last")
+    if type(n) is not int or n < 0:
         raise ConcertoError("Memory.last needs a non-negative Int", "TypeError")
     items = list(memory.messages)
-    return [message_value(r, c) for r, c in (items[-n:] if n else [])]
+    return _messages(items[-n:] if n else [])
 
 
 @REGISTRY.method("Memory", "len", 0)
 def memory_len(ctx: Any, memory: MemoryStore) -> int:
-    return len(memory.messages)
+    return len(_memory(memory, "Memory.len").messages)
 
 
 @REGISTRY.method("Memory", "clear", 0)
 def memory_clear(ctx: Any, memory: MemoryStore) -> None:
-    memory.messages.clear()
+    _memory(memory, "Memory.clear").messages.clear()
 
 
 # method -> (fewest, most) arguments

@@ -15,7 +15,7 @@ from typing import Any
 
 from concerto.stdlib import methods_array  # noqa: F401  (must register Array before Range copies it)
 from concerto.stdlib.registry import REGISTRY, NativeContext
-from concerto.stdlib.support import type_fault, want_int, want_number
+from concerto.stdlib.support import listed, materialize, type_fault, want_int, want_number
 from concerto.vm.values import ConcertoError, check_int, display
 
 Number = int | float
@@ -44,29 +44,33 @@ def abs_(ctx: NativeContext, x: Number) -> Number:
 
 
 @REGISTRY.method(NUMBERS, "min", 1)
+def _less(a: Any, b: Any, where: str) -> bool:
+    """The `<` of the language: numbers with numbers, Strings with Strings,
+    Bools with Bools (Python would also order `true` against 1)."""
+    ta, tb = type(a), type(b)
+    if (ta is int or ta is float) and (tb is int or tb is float) or (ta is tb and (ta is str or ta is bool)):
+        return a < b
+    odd = b if ta in (int, float, str, bool) else a
+    raise type_fault(where, "two values of the same type", odd)
+
+
+@REGISTRY.method(NUMBERS, "min", 1)
 def min_(ctx: NativeContext, a: Any, b: Any) -> Any:
-    try:
-        return b if b < a else a
-    except TypeError:
-        raise type_fault("min", "two values of the same type", b) from None
+    return b if _less(b, a, "min") else a
 
 
 @REGISTRY.method(NUMBERS, "max", 1)
 def max_(ctx: NativeContext, a: Any, b: Any) -> Any:
-    try:
-        return b if b > a else a
-    except TypeError:
-        raise type_fault("max", "two values of the same type", b) from None
+    return b if _less(a, b, "max") else a
 
 
 @REGISTRY.method(NUMBERS, "clamp", 2)
 def clamp(ctx: NativeContext, x: Any, lo: Any, hi: Any) -> Any:
-    try:
-        if lo > hi:
-            raise ConcertoError(f"clamp: lower bound {display(lo)} is above upper bound {display(hi)}", "RuntimeError")
-        return lo if x < lo else hi if x > hi else x
-    except TypeError:
-        raise type_fault("clamp", "values of the same type", x) from None
+    _less(x, lo, "clamp")
+    _less(x, hi, "clamp")
+    if _less(hi, lo, "clamp"):
+        raise ConcertoError(f"clamp: lower bound {display(lo)} is above upper bound {display(hi)}", "RuntimeError")
+    return lo if _less(x, lo, "clamp") else hi if _less(hi, x, "clamp") else x
 
 
 @REGISTRY.method(NUMBERS, "round", 0)
@@ -194,7 +198,7 @@ def tuple_to_string(ctx: NativeContext, t: tuple) -> str:
 def range_to_array(ctx: NativeContext, r: range) -> list[int]:
     if type(r) is not range:
         raise type_fault("Range.to_array", "a Range", r)
-    return list(r)
+    return listed(materialize(r, "Range.to_array"))
 
 
 @REGISTRY.method("Range", "to_string", 0)

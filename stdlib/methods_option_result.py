@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from concerto.stdlib.registry import REGISTRY, NativeContext, error_value
-from concerto.stdlib.support import error_message, type_fault, want_str
+from concerto.stdlib.support import error_message, string_check, type_fault, want_str
 from concerto.vm.values import NONE, ConcertoError, Err, Ok, Some, StructValue, display
 
 Result = Ok | Err
@@ -94,9 +94,12 @@ def option_or_else(ctx: NativeContext, o: Any, f: Any) -> Any:
 
 @REGISTRY.method("Option", "filter", 1)
 def option_filter(ctx: NativeContext, o: Any, pred: Any) -> Any:
-    if _option(o, "Option.filter") is NONE or not ctx.call(pred, o.value):
+    if _option(o, "Option.filter") is NONE:
         return NONE
-    return o
+    keep = ctx.call(pred, o.value)
+    if keep is not True and keep is not False:
+        raise type_fault("Option.filter callback result", "a Bool", keep)
+    return o if keep else NONE
 
 
 @REGISTRY.method("Option", "ok_or", 1)
@@ -210,7 +213,9 @@ def context(ctx: NativeContext, r: Result, message: str) -> Result:
         return r
     prefix = want_str(message, "Result.context")
     e = r.value
-    text = f"{prefix}: {error_message(e)}"
+    detail = error_message(e)
+    string_check(len(prefix) + 2 + len(detail), "Result.context")
+    text = f"{prefix}: {detail}"
     if type(e) is str:
         return Err(text)
     if type(e) is StructValue and "message" in e.fields:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from concerto.vm.values import StructValue
+from concerto.vm.values import ConcertoError, StructValue
 
 
 class NativeContext(Protocol):
@@ -52,6 +52,27 @@ class Native:
     # True for methods that change their receiver (push, insert, ...): the
     # compiler then requires a `mut` binding.
     mutates: bool = False
+    # A built-in method: `fn(ctx, receiver, *args)`; the bounds count `args` only.
+    method: bool = False
+
+    def accepts(self, count: int) -> bool:
+        """Whether `count` arguments (after the receiver, for a method) fit."""
+        return self.min_args <= count and (self.max_args is None or count <= self.max_args)
+
+    def arity_fault(self, count: int) -> ConcertoError:
+        lo, hi = self.min_args, self.max_args
+        wanted = f"{lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
+        what = "method" if self.method else "function"
+        return ConcertoError(f"{what} `{self.name}` takes {wanted} argument(s), {count} given", "TypeError")
+
+    def call(self, ctx: Any, *args: Any) -> Any:
+        """Call with the arity checked first: the path for calls the compiler
+        could not check (a receiver typed Any, a native used as a value).
+        For a method, args[0] is the receiver."""
+        count = len(args) - 1 if self.method else len(args)
+        if not self.accepts(count) or (self.method and not args):
+            raise self.arity_fault(max(count, 0))
+        return self.fn(ctx, *args)
 
 
 @dataclass
@@ -85,7 +106,7 @@ class Registry:
             hi = min_args if max_args == -1 else max_args
             names = (type_names,) if isinstance(type_names, str) else type_names
             for type_name in names:
-                self.methods.setdefault(type_name, {})[name] = Native(name, fn, min_args, hi, mutates)
+                self.methods.setdefault(type_name, {})[name] = Native(name, fn, min_args, hi, mutates, method=True)
             return fn
 
         return register

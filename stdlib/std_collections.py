@@ -12,12 +12,29 @@ from collections import deque
 from typing import Any, Iterator
 
 from concerto.stdlib.registry import REGISTRY, NativeContext
-from concerto.stdlib.support import hash_key, type_fault, want_sequence
-from concerto.vm.values import NONE, Some, debug, display, to_json
+from concerto.stdlib.sorting import sort_in_steps
+from concerto.stdlib.support import (
+    UNCHECKED,
+    check_collection,
+    grow_check,
+    hash_key,
+    listed,
+    seq_len,
+    type_fault,
+    want_sequence,
+)
+from concerto.vm.values import NONE, Some, batches, chunked, display, listed_batches, to_json, values_equal
+
+_TOTAL_KINDS = ({int}, {float}, {int, float}, {str}, {bool})
 
 
 def _sorted_if_possible(values: list) -> list:
     # Sets have no order of their own; sorting makes output reproducible.
+    kinds: set = set()
+    for part in chunked(values):
+        kinds.update(map(type, part))
+    if kinds in _TOTAL_KINDS and (float not in kinds or all(v == v for part in chunked(values) for v in part)):
+        return sort_in_steps(values)
     try:
         return sorted(values)
     except TypeError:
@@ -33,12 +50,13 @@ class SetValue:
 
     def __init__(self, values: Any = ()) -> None:
         self.items: dict[Any, Any] = {}
-        for v in values:
-            self.items.setdefault(hash_key(v), v)
+        for part in chunked(values):
+            for v in part:
+                self.items.setdefault(hash_key(v), v)
 
     def elements(self) -> list:
         """Members in sorted order when they are orderable, else insertion order."""
-        return _sorted_if_possible(list(self.items.values()))
+        return _sorted_if_possible(listed_batches(self.items.values(), len(self.items)))
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.elements())
@@ -47,7 +65,13 @@ class SetValue:
         return len(self.items)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, SetValue) and self.items.keys() == other.items.keys()
+        if not isinstance(other, SetValue) or len(self.items) != len(other.items):
+            return False
+        theirs = other.items
+        return all(all(map(theirs.__contains__, batch)) for batch in batches(self.items, len(self.items)))
+
+    def concerto_parts(self) -> tuple[str, list, str]:
+        return "Set {", self.elements(), "}"
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
@@ -57,13 +81,10 @@ class SetValue:
         return clone
 
     def concerto_json(self) -> list:
-        return [to_json(v) for v in self.elements()]
-
-    def concerto_debug(self) -> str:
-        return "Set {" + ", ".join(debug(v) for v in self.elements()) + "}"
+        return to_json(self.elements())
 
     def __repr__(self) -> str:
-        return self.concerto_debug()
+        return display(self)
 
 
 class QueueValue:
@@ -73,7 +94,7 @@ class QueueValue:
     concerto_type = "Queue"
 
     def __init__(self, values: Any = ()) -> None:
-        self.items: deque[Any] = deque(values)
+        self.items: deque[Any] = deque(listed(values) if type(values) is range else values)
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.items)
@@ -82,7 +103,10 @@ class QueueValue:
         return len(self.items)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, QueueValue) and self.items == other.items
+        return isinstance(other, QueueValue) and values_equal(list(self.items), list(other.items))
+
+    def concerto_parts(self) -> tuple[str, Any, str]:
+        return "Queue [", self.items, "]"
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -91,13 +115,10 @@ class QueueValue:
 
     def concerto_json(self) -> list:
         """Front of the queue first."""
-        return [to_json(v) for v in self.items]
-
-    def concerto_debug(self) -> str:
-        return "Queue [" + ", ".join(debug(v) for v in self.items) + "]"
+        return to_json(list(self.items))
 
     def __repr__(self) -> str:
-        return self.concerto_debug()
+        return display(self)
 
 
 class StackValue:
@@ -107,7 +128,7 @@ class StackValue:
     concerto_type = "Stack"
 
     def __init__(self, values: Any = ()) -> None:
-        self.items: list[Any] = list(values)
+        self.items: list[Any] = listed(values)
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.items)
@@ -116,7 +137,10 @@ class StackValue:
         return len(self.items)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, StackValue) and self.items == other.items
+        return isinstance(other, StackValue) and values_equal(self.items, other.items)
+
+    def concerto_parts(self) -> tuple[str, list, str]:
+        return "Stack [", self.items, "]"
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -125,13 +149,10 @@ class StackValue:
 
     def concerto_json(self) -> list:
         """Bottom of the stack first, top last (push order)."""
-        return [to_json(v) for v in self.items]
-
-    def concerto_debug(self) -> str:
-        return "Stack [" + ", ".join(debug(v) for v in self.items) + "]"
+        return to_json(self.items)
 
     def __repr__(self) -> str:
-        return self.concerto_debug()
+        return display(self)
 
 
 def _want(value: Any, cls: type, where: str) -> Any:
@@ -141,7 +162,16 @@ def _want(value: Any, cls: type, where: str) -> Any:
 
 
 def _initial(values: Any, where: str) -> Any:
-    return () if values is None else want_sequence(values, where)
+    if values is None:
+        return ()
+    values = want_sequence(values, where)
+    grow_check(0, seq_len(values), where)
+    return values
+
+
+def _grow(size: int, where: str) -> None:
+    if size >= UNCHECKED:
+        check_collection(size + 1, where)
 
 
 # --- Set -------------------------------------------------------------------
@@ -161,6 +191,7 @@ def set_insert(ctx: NativeContext, s: SetValue, value: Any) -> bool:
     key = hash_key(value)
     if key in items:
         return False
+    _grow(len(items), "Set.insert")
     items[key] = value
     return True
 
@@ -178,17 +209,25 @@ def set_contains(ctx: NativeContext, s: SetValue, value: Any) -> bool:
 
 @REGISTRY.method("Set", "union", 1)
 def set_union(ctx: NativeContext, s: SetValue, other: SetValue) -> SetValue:
-    result = _want(s, SetValue, "Set.union").copy()
-    for key, value in _want(other, SetValue, "Set.union").items.items():
-        result.items.setdefault(key, value)
+    mine = _want(s, SetValue, "Set.union").items
+    theirs = _want(other, SetValue, "Set.union").items
+    if len(mine) + len(theirs) > UNCHECKED:
+        added = sum(sum(1 for k in batch if k not in mine) for batch in batches(theirs, len(theirs)))
+        grow_check(len(mine), added, "Set.union")
+    result = s.copy()
+    for batch in batches(theirs.items(), len(theirs)):
+        for key, value in batch:
+            result.items.setdefault(key, value)
     return result
 
 
 @REGISTRY.method("Set", "intersection", 1)
 def set_intersection(ctx: NativeContext, s: SetValue, other: SetValue) -> SetValue:
     theirs = _want(other, SetValue, "Set.intersection").items
+    mine = _want(s, SetValue, "Set.intersection").items
     result = SetValue()
-    result.items = {k: v for k, v in _want(s, SetValue, "Set.intersection").items.items() if k in theirs}
+    for batch in batches(mine.items(), len(mine)):
+        result.items.update({k: v for k, v in batch if k in theirs})
     return result
 
 
@@ -196,8 +235,10 @@ def set_intersection(ctx: NativeContext, s: SetValue, other: SetValue) -> SetVal
 def set_difference(ctx: NativeContext, s: SetValue, other: SetValue) -> SetValue:
     """Members of the receiver that are not in `other`."""
     theirs = _want(other, SetValue, "Set.difference").items
+    mine = _want(s, SetValue, "Set.difference").items
     result = SetValue()
-    result.items = {k: v for k, v in _want(s, SetValue, "Set.difference").items.items() if k not in theirs}
+    for batch in batches(mine.items(), len(mine)):
+        result.items.update({k: v for k, v in batch if k not in theirs})
     return result
 
 
@@ -211,7 +252,9 @@ def queue_new(ctx: NativeContext, values: Any = None) -> QueueValue:
 
 @REGISTRY.method("Queue", "enqueue", 1, mutates=True)
 def enqueue(ctx: NativeContext, q: QueueValue, value: Any) -> None:
-    _want(q, QueueValue, "Queue.enqueue").items.append(value)
+    items = _want(q, QueueValue, "Queue.enqueue").items
+    _grow(len(items), "Queue.enqueue")
+    items.append(value)
 
 
 @REGISTRY.method("Queue", "dequeue", 0, mutates=True)
@@ -237,7 +280,9 @@ def stack_new(ctx: NativeContext, values: Any = None) -> StackValue:
 
 @REGISTRY.method("Stack", "push", 1, mutates=True)
 def stack_push(ctx: NativeContext, s: StackValue, value: Any) -> None:
-    _want(s, StackValue, "Stack.push").items.append(value)
+    items = _want(s, StackValue, "Stack.push").items
+    _grow(len(items), "Stack.push")
+    items.append(value)
 
 
 @REGISTRY.method("Stack", "pop", 0, mutates=True)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from concerto.stdlib.methods_string import split_on
 from concerto.stdlib.registry import REGISTRY, NativeContext
-from concerto.stdlib.support import want_count, want_list, want_str
-from concerto.vm.values import ConcertoError, debug, display
+from concerto.stdlib.support import string_check, want_count, want_list, want_str
+from concerto.vm.interrupts import poll
+from concerto.vm.values import CHUNK, ConcertoError, chunked, debug, display
 
 # `{{` and `}}` are literal braces; `{}` takes the next argument, `{2}` a given
 # one. Any other brace text (a JSON sample in a prompt, say) is left alone.
@@ -18,31 +20,46 @@ _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{(\d*)\}")
 def format_(ctx: NativeContext, template: str, args: list) -> str:
     want_str(template, "fmt::format")
     want_list(args, "fmt::format")
+    shown: dict[int, str] = {}  # each argument's text, made once
+    pieces: list[str] = []
+    size = 0
     next_index = 0
-
-    def fill(match: re.Match[str]) -> str:
-        nonlocal next_index
+    at = 0
+    for match in _PLACEHOLDER.finditer(template):
+        if not len(pieces) % CHUNK:  # two pieces a placeholder
+            poll()
         token = match.group(0)
         if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        digits = match.group(1)
-        if digits:
-            index = int(digits)
+            text = "{"
+        elif token == "}}":
+            text = "}"
         else:
-            index = next_index
-            next_index += 1
-        if index >= len(args):
-            raise ConcertoError(
-                f"fmt::format: placeholder {{{index if digits else ''}}} needs argument {index}, "
-                f"but only {len(args)} given",
-                "RuntimeError",
-            )
-        value = args[index]
-        return value if type(value) is str else display(value)
-
-    return _PLACEHOLDER.sub(fill, template)
+            digits = match.group(1)
+            if digits:
+                # More digits than any Array can index: out of range, and int()
+                # of an absurdly long text would fail in Python itself.
+                index = int(digits) if len(digits) <= 18 else len(args)
+            else:
+                index = next_index
+                next_index += 1
+            if index >= len(args):
+                raise ConcertoError(
+                    f"fmt::format: placeholder {{{digits if digits else ''}}} needs argument {index}, "
+                    f"but only {len(args)} given",
+                    "RuntimeError",
+                )
+            text = shown.get(index)
+            if text is None:
+                value = args[index]
+                text = shown[index] = value if type(value) is str else display(value)
+        literal = template[at:match.start()]
+        pieces.append(literal)
+        pieces.append(text)
+        size += len(literal) + len(text)
+        at = match.end()
+    pieces.append(template[at:])
+    string_check(size + len(template) - at, "fmt::format")
+    return "".join(pieces)
 
 
 def _fill_char(fill: Any, where: str) -> str:
@@ -54,12 +71,16 @@ def _fill_char(fill: Any, where: str) -> str:
 @REGISTRY.function("std::fmt::pad_left", 2, 3)
 def pad_left(ctx: NativeContext, s: str, width: int, fill: str = " ") -> str:
     """Pad on the left to `width` characters; longer strings are returned as-is."""
-    return want_str(s, "fmt::pad_left").rjust(want_count(width, "fmt::pad_left"), _fill_char(fill, "fmt::pad_left"))
+    want_str(s, "fmt::pad_left")
+    string_check(want_count(width, "fmt::pad_left"), "fmt::pad_left")
+    return s.rjust(width, _fill_char(fill, "fmt::pad_left"))
 
 
 @REGISTRY.function("std::fmt::pad_right", 2, 3)
 def pad_right(ctx: NativeContext, s: str, width: int, fill: str = " ") -> str:
-    return want_str(s, "fmt::pad_right").ljust(want_count(width, "fmt::pad_right"), _fill_char(fill, "fmt::pad_right"))
+    want_str(s, "fmt::pad_right")
+    string_check(want_count(width, "fmt::pad_right"), "fmt::pad_right")
+    return s.ljust(width, _fill_char(fill, "fmt::pad_right"))
 
 
 @REGISTRY.function("std::fmt::truncate", 2)
@@ -72,6 +93,10 @@ def truncate(ctx: NativeContext, s: str, max_len: int) -> str:
 def indent(ctx: NativeContext, s: str, spaces: int) -> str:
     """Prefix every non-blank line with `spaces` spaces; blank lines stay empty
     so the result carries no trailing whitespace."""
-    prefix = " " * want_count(spaces, "fmt::indent")
-    lines = want_str(s, "fmt::indent").split("\n")
-    return "\n".join(prefix + line if line.strip() else line for line in lines)
+    want_count(spaces, "fmt::indent")
+    lines = split_on(want_str(s, "fmt::indent"), "\n")
+    filled = sum(sum(1 for line in part if line.strip()) for part in chunked(lines))
+    string_check(len(s) + filled * spaces, "fmt::indent")
+    prefix = " " * spaces
+    return "\n".join(["\n".join([prefix + line if line.strip() else line for line in part])
+                      for part in chunked(lines)])

@@ -18,8 +18,9 @@ import re
 from typing import Any
 
 from concerto.stdlib.registry import REGISTRY, NativeContext
-from concerto.stdlib.support import want_map, want_str
-from concerto.vm.values import display
+from concerto.stdlib.support import string_check, want_map, want_str
+from concerto.vm.interrupts import poll
+from concerto.vm.values import CHUNK, display
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}|\$\{\s*([^{}\s]+)\s*\}")
 
@@ -28,15 +29,29 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}|\$\{\s*([^{}\s]+)\s*\}")
 def template(ctx: NativeContext, text: str, variables: dict) -> str:
     want_str(text, "prompt::template")
     want_map(variables, "prompt::template")
-
-    def fill(match: re.Match[str]) -> str:
+    shown: dict[str, str] = {}
+    pieces: list[str] = []
+    size = 0
+    at = 0
+    for match in _PLACEHOLDER.finditer(text):
+        if not len(pieces) % CHUNK:  # two pieces a placeholder
+            poll()
         name = match.group(1) or match.group(2)
-        if name not in variables:
-            return match.group(0)
-        value = variables[name]
-        return value if type(value) is str else display(value)
-
-    return _PLACEHOLDER.sub(fill, text)
+        if name in variables:
+            filled = shown.get(name)
+            if filled is None:
+                value = variables[name]
+                filled = shown[name] = value if type(value) is str else display(value)
+        else:
+            filled = match.group(0)
+        literal = text[at:match.start()]
+        pieces.append(literal)
+        pieces.append(filled)
+        size += len(literal) + len(filled)
+        at = match.end()
+    pieces.append(text[at:])
+    string_check(size + len(text) - at, "prompt::template")
+    return "".join(pieces)
 
 
 @REGISTRY.function("std::prompt::count_tokens", 1, 2)

@@ -8,17 +8,26 @@ would be a Python TypeError (or, worse, a silently wrong answer such as
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
+from concerto.stdlib.sorting import sort_in_steps
+from concerto.vm.limits import UNCHECKED, check_collection, check_string
 from concerto.vm.values import (
+    CHUNK,
     ConcertoError,
     EnumValue,
     Err,
     Ok,
     Some,
     StructValue,
+    batches,
+    chunked,
     display,
+    public_key,
+    range_list,
+    range_size,
     type_name,
+    walked,
 )
 
 
@@ -72,9 +81,56 @@ def want_sequence(value: Any, where: str) -> list | tuple | range:
     t = type(value)
     if t is list or t is tuple or t is range:
         return value
-    if hasattr(value, "concerto_type") and hasattr(value, "__iter__"):
+    if hasattr(value, "concerto_type") and hasattr(value, "__iter__") and hasattr(value, "__len__"):
         return list(value)
     raise type_fault(where, "an Array", value)
+
+
+def seq_len(xs: list | tuple | range | str) -> int:
+    """len() that also works for a Range of more than 2**63 - 1 Ints (Python's
+    len() of such a range raises OverflowError)."""
+    if type(xs) is range:
+        return range_size(xs)
+    return len(xs)
+
+
+def materialize(xs: Any, where: str) -> Any:
+    """`xs` before a native builds a list as long as it: a Range is lazy and can
+    name 10**12 Ints, so its length is checked against the collection cap."""
+    if type(xs) is range:
+        n = seq_len(xs)
+        if n > UNCHECKED:
+            check_collection(n, where)
+    return xs
+
+
+def listed(xs: list | tuple | range) -> list:
+    """A new list of the items; a Range (which list() would expand in one C
+    call of a third of a second at the cap) in slices, polling between them."""
+    return range_list(xs) if type(xs) is range else list(xs)
+
+
+def extended(out: list, more: list | tuple | range) -> None:
+    """`out += more`, in slices with a poll between them (and counted when
+    short: flatten copies many short parts)."""
+    if len(more) <= CHUNK:
+        walked(len(more))
+        out += more
+        return
+    for part in chunked(more):
+        out += part
+
+
+def grow_check(current: int, added: int, where: str) -> None:
+    """Before adding `added` elements to a collection of `current`."""
+    size = current + added
+    if size > UNCHECKED:
+        check_collection(size, where)
+
+
+def string_check(size: int, where: str) -> None:
+    if size > UNCHECKED:
+        check_string(size, where)
 
 
 def clamp_index(index: Any, length: int, where: str) -> int:
@@ -105,11 +161,15 @@ def hash_key(value: Any) -> Any:
     if t is bool:
         return (_BOOL, value)
     if t is list:
-        return (_LIST, tuple(hash_key(v) for v in value))
+        return (_LIST, _hashed(value))
     if t is tuple:
-        return tuple(hash_key(v) for v in value)
+        return _hashed(value)
     if t is dict:
-        return (_MAP, frozenset((hash_key(k), hash_key(v)) for k, v in value.items()))
+        walked(len(value))
+        pairs: list = []
+        for batch in batches(value.items(), len(value)):
+            pairs += [(hash_key(public_key(k)), hash_key(v)) for k, v in batch]
+        return (_MAP, frozenset(pairs))
     if t is StructValue:
         return (_STRUCT, value.type_name, tuple((k, hash_key(v)) for k, v in value.fields.items()))
     if t is EnumValue:
@@ -129,12 +189,88 @@ def hash_key(value: Any) -> Any:
     return value
 
 
-def sorted_values(values: Iterable[Any], key: Callable[[Any], Any] | None = None, where: str = "sort") -> list:
-    """Sort with Python's natural order, reporting unorderable values as a fault."""
+def _hashed(values: list | tuple) -> tuple:
+    if len(values) <= CHUNK:
+        walked(len(values))
+        return tuple([hash_key(v) for v in values])
+    keys: list = []
+    for part in chunked(values):
+        keys += [hash_key(v) for v in part]
+    return tuple(keys)
+
+
+def _order_class(value: Any) -> Any:
+    t = type(value)
+    return float if t is int else t
+
+
+_NUMBERS = frozenset({int, float})
+
+
+def check_orderable(values: list, where: str) -> bool:
+    """Concerto orders numbers with numbers, Strings with Strings and Bools with
+    Bools; Python would also order `true` against `1` (as 1), so mixtures are
+    refused here, before sorting.
+
+    True when `<` is a total order on the values (numbers without NaN,
+    Strings, Bools), so that sorting.sort_in_steps gives what sorted() does."""
+    if len(values) <= CHUNK:
+        kinds = set(map(type, values))
+    else:
+        kinds = set()
+        for part in chunked(values):
+            kinds.update(map(type, part))
+    if len(kinds) > 1 and not kinds <= _NUMBERS:
+        first = _order_class(values[0])
+        for part in chunked(values):
+            for v in part:
+                if _order_class(v) is not first:
+                    raise ConcertoError(f"{where}: values cannot be compared with each other "
+                                        f"({type_name(values[0])} with {type_name(v)})", "TypeError")
+    if kinds <= _NUMBERS:
+        return float not in kinds or not _has_nan(values)
+    return kinds == {str} or kinds == {bool}
+
+
+def _has_nan(numbers: list) -> bool:
+    for part in chunked(numbers):
+        for x in part:
+            if x != x:
+                return True
+    return False
+
+
+def sorted_values(values: list | tuple | range, key: Callable[[Any], Any] | None = None, where: str = "sort") -> list:
+    """A stable sort in Concerto's order, reporting unorderable values as a fault.
+
+    With `key`, every key is computed first (the callback may fault on its
+    own), then the values are ordered by their keys. Totally ordered values
+    are sorted in steps that poll the interrupt flag (stdlib/sorting.py);
+    others (NaN among numbers, Arrays, ...) by one sorted() call."""
+    # Nothing here changes `items`; a copy would be one more long C call.
+    items = values if type(values) is list else listed(values)
+    if key is None:
+        total = check_orderable(items, where)
+        try:
+            return sort_in_steps(items) if total else sorted(items)
+        except TypeError:
+            # Only the comparisons run inside sorted(): values with no order.
+            raise ConcertoError(f"{where}: values cannot be compared with each other", "TypeError") from None
+    keys: list = []
+    for part in chunked(items):
+        keys += [key(v) for v in part]
+    total = check_orderable(keys, where)
     try:
-        return sorted(values, key=key)
+        order = sort_in_steps(range(len(items)), keys.__getitem__) if total else \
+            sorted(range(len(items)), key=keys.__getitem__)
     except TypeError:
-        raise ConcertoError(f"{where}: values cannot be compared with each other", "TypeError") from None
+        raise ConcertoError(f"{where}: keys cannot be compared with each other", "TypeError") from None
+    if len(order) <= CHUNK:
+        return [items[i] for i in order]
+    out: list = []
+    for part in chunked(order):
+        out += map(items.__getitem__, part)
+    return out
 
 
 def compare_fault(where: str, a: Any, b: Any) -> ConcertoError:

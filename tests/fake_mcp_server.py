@@ -30,17 +30,45 @@ Modes (faults):
 
 --log PATH appends every received message (one JSON per line) and events
 ({"event": ...}) so tests can check what the client sent.
+
+--child-pid-file PATH starts a grandchild process (a Python sleeping 300 s,
+in the server's process group, as `npx` starts `node`) before serving, and
+writes {"server": pid, "child": pid} to PATH once it runs. With
+--stubborn-child the grandchild ignores SIGTERM. The server never stops it:
+whoever stops the server must stop its process group.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 from typing import Any
+
+_CHILD = """
+import signal, sys, time
+if sys.argv[1] == "stubborn":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def start_child(pid_file: str, stubborn: bool) -> None:
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, "stubborn" if stubborn else "plain"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    assert child.stdout is not None
+    child.stdout.readline()  # its SIGTERM disposition is set: safe to report
+    child.stdout.close()
+    temp = pid_file + ".tmp"
+    with open(temp, "w", encoding="utf-8") as f:
+        json.dump({"server": os.getpid(), "child": child.pid}, f)
+    os.replace(temp, pid_file)  # readers never see half a file
 
 PAGE_SIZE = 2
 TOOLS = [
@@ -220,7 +248,11 @@ def main() -> None:
                         choices=["normal", "crash-on-call", "crash-on-start", "no-init",
                                  "garbage", "stubborn"])
     parser.add_argument("--log")
+    parser.add_argument("--child-pid-file")
+    parser.add_argument("--stubborn-child", action="store_true")
     options = parser.parse_args()
+    if options.child_pid_file:
+        start_child(options.child_pid_file, options.stubborn_child)
     Server(options.mode, options.log).run()
 
 

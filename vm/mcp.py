@@ -72,12 +72,22 @@ _MAX_PAGES = 1000
 _METHOD_NOT_FOUND = -32601
 
 
-def _client_version() -> str:
+# Reported when the package metadata cannot be read (a source checkout that
+# was never installed); keep it in step with pyproject.toml.
+FALLBACK_VERSION = "0.1.0"
+DISTRIBUTION = "concerto-lang"  # [project] name in pyproject.toml
+
+
+def client_version() -> str:
+    """This package's version, as installed (reported in MCP `clientInfo`)."""
     try:
-        from concerto import __version__  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):
-        return "0"
-    return str(__version__)
+        from importlib.metadata import PackageNotFoundError, version
+    except ImportError:  # pragma: no cover - Python >= 3.8 has it
+        return FALLBACK_VERSION
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return FALLBACK_VERSION
 
 
 class McpError(Exception):
@@ -249,15 +259,28 @@ class McpClient:
         # Bounded: closing could wait on a full pipe the server never reads.
         with anyio.move_on_after(self.shutdown_grace), contextlib.suppress(Exception):
             await process.stdin.aclose()  # type: ignore[union-attr]
+        with anyio.move_on_after(self.shutdown_grace):
+            await process.wait()
+        # The server's own process group holds whatever it started (npx ->
+        # node -> ...); those outlive a server that exits on EOF, so the group
+        # is ended too: SIGTERM, a grace period, then SIGKILL.
         for sig in (signal.SIGTERM, getattr(signal, "SIGKILL", signal.SIGTERM)):
-            with anyio.move_on_after(self.shutdown_grace):
-                await process.wait()
-            if process.returncode is not None:
+            if process.returncode is not None and not self._group_alive():
                 break
             self._signal(process, sig)
+            with anyio.move_on_after(self.shutdown_grace):
+                await process.wait()
+                while self._group_alive():
+                    await anyio.sleep(0.02)
         await process.wait()
         with contextlib.suppress(Exception):
             await process.aclose()  # closes our ends of stdout/stderr
+
+    def _group_alive(self) -> bool:
+        """Whether any process of the server's group is still running."""
+        if os.name != "posix" or self._process is None:
+            return False
+        return process_group_alive(self._process.pid)
 
     def _signal(self, process: anyio.abc.Process, sig: int) -> None:
         try:
@@ -266,8 +289,9 @@ class McpClient:
             else:
                 process.terminate() if sig == signal.SIGTERM else process.kill()
         except (ProcessLookupError, PermissionError):
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
 
     async def _close_task_group(self) -> None:
         if self._stack is None:
@@ -366,7 +390,7 @@ class McpClient:
     # ---------------------------------------------------------------- requests
     async def _handshake(self) -> None:
         params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {},
-                  "clientInfo": {"name": "concerto", "version": _client_version()}}
+                  "clientInfo": {"name": "concerto", "version": client_version()}}
         result = await self._checked_request("initialize", params)
         self.server_info = _as_dict(result.get("serverInfo"))
         self.server_capabilities = _as_dict(result.get("capabilities"))
@@ -471,6 +495,35 @@ class McpClient:
 
 
 # ------------------------------------------------------------------ helpers
+def process_group_alive(pgid: int) -> bool:
+    """Whether process group `pgid` has a member that has not exited.
+
+    A zombie (exited, not yet reaped by its parent) still counts for
+    killpg(pgid, 0), and an orphan's zombie may never be reaped where PID 1
+    does not reap; so on Linux the members are read from /proc and zombies
+    are ignored."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    proc = "/proc"
+    if not os.path.isdir(f"{proc}/self"):
+        return True
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] != b"Z":
+            return True
+    return False
+
+
 def _parse_result(result: dict[str, Any]) -> McpResult:
     parts = [_content_text(item) for item in result.get("content") or []]
     text = "\n".join(part for part in parts if part is not None)

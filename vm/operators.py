@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from concerto.vm.limits import UNCHECKED, check_collection, check_string
 from concerto.vm.values import (
     INT_MAX,
     INT_MIN,
@@ -18,10 +19,14 @@ from concerto.vm.values import (
     Some,
     StructValue,
     display,
+    map_items,
+    stored_key,
     type_name,
 )
 
-FAULT_KINDS = {"RuntimeError", "IndexError", "KeyError", "TypeError", "ArithmeticError", "OverflowError"}
+# The fault kinds a `catch RuntimeError(e)` also catches.
+FAULT_KINDS = {"RuntimeError", "IndexError", "KeyError", "TypeError", "ArithmeticError", "OverflowError",
+               "ResourceError"}
 END = object()  # what `next()` returns when a for loop's iterator is done
 
 
@@ -35,17 +40,20 @@ class Thrown(ConcertoError):
 
 
 
-def as_fault(exc: Exception) -> ConcertoError | None:
+def as_fault(exc: BaseException) -> ConcertoError | None:
+    """The Concerto fault an exception stands for; None means it is a bug.
+
+    Operators and natives raise ConcertoError for everything a program can
+    provoke (bad argument types, bad numbers, sizes over the caps). The one
+    Python exception a correct program can still cause is RecursionError:
+    closures nested through natives, or data nested deeper than Python's
+    stack (printing or comparing an Array inside 100,000 Arrays). Any other
+    exception (a stray TypeError, ValueError, ZeroDivisionError, ...) is a
+    defect in the runtime and must not be disguised as a program error."""
     if isinstance(exc, ConcertoError):
         return exc
     if isinstance(exc, RecursionError):
-        return ConcertoError("call depth exceeded (nested native calls)", "RuntimeError")
-    if isinstance(exc, ZeroDivisionError):
-        return ConcertoError("division by zero", "ArithmeticError")
-    if isinstance(exc, (TypeError, ValueError)):
-        return ConcertoError(f"invalid operation: {exc}", "TypeError")
-    if isinstance(exc, OverflowError):
-        return ConcertoError("number too large", "OverflowError")
+        return ConcertoError("call depth exceeded (nested native calls or deeply nested data)", "RuntimeError")
     return None
 
 
@@ -55,11 +63,32 @@ def fault_value(fault: ConcertoError) -> Any:
     return StructValue(fault.kind, {"message": fault.message})
 
 
+# Types whose Python operators agree with Concerto when both sides have the
+# same type: `==` for these scalars, ordering for numbers and strings. Both
+# tiers take their fast paths only for them; containers, Options and structs
+# go through values_equal / compare (where Bool never equals Int).
+SCALAR_TYPES = frozenset({int, float, str, bool, type(None)})
+ORDERED_TYPES = frozenset({int, float, str})
+
+
 def add_values(x: Any, y: Any) -> Any:
-    tx, ty = type(x), type(y)
-    if tx is str and ty is str:
+    if type(x) is str and type(y) is str:
+        size = len(x) + len(y)
+        if size > UNCHECKED:
+            check_string(size, "`+`")
         return x + y
     return arith("+", x, y)
+
+
+def build_string(parts: list) -> str:
+    """BUILD_STRING (interpolation): the pieces, shown as `display` shows them."""
+    pieces = [p if type(p) is str else display(p) for p in parts]
+    size = 0
+    for piece in pieces:
+        size += len(piece)
+    if size > UNCHECKED:
+        check_string(size, "string interpolation")
+    return "".join(pieces)
 
 
 def arith(op: str, x: Any, y: Any) -> Any:
@@ -102,7 +131,7 @@ def arith(op: str, x: Any, y: Any) -> Any:
             return math.nan
         return math.fmod(fx, fy)
     if op == "+" and tx is str and ty is str:
-        return x + y
+        return add_values(x, y)
     raise ConcertoError(f"cannot apply `{op}` to {type_name(x)} and {type_name(y)}", "TypeError")
 
 
@@ -121,9 +150,21 @@ def compare(op: str, x: Any, y: Any) -> bool:
 
 
 def map_key(k: Any) -> Any:
-    if type(k) in (str, int, bool):
+    """The dict key under which map key `k` is stored (see values.stored_key)."""
+    t = type(k)
+    if t is str or t is int:
         return k
-    raise ConcertoError(f"map keys must be String, Int or Bool, found {type_name(k)}", "TypeError")
+    if t is bool:
+        return stored_key(k)
+    raise ConcertoError(f"a {type_name(k)} cannot be a Map key (keys are String, Int or Bool)", "TypeError")
+
+
+def map_insert(d: dict, key: Any, value: Any) -> None:
+    """`d[key] = value` for a Concerto map: checks the key and the size cap."""
+    k = map_key(key)
+    if len(d) >= UNCHECKED and k not in d:
+        check_collection(len(d) + 1, "Map insert")
+    d[k] = value
 
 
 def field_get(obj: Any, name: str) -> Any:
@@ -149,8 +190,9 @@ def index_get(obj: Any, idx: Any) -> Any:
             raise ConcertoError(f"{kind} index {idx} out of range for length {len(obj)}", "IndexError")
         return obj[idx]
     if t is dict:
-        if idx in obj:
-            return obj[idx]
+        k = map_key(idx)
+        if k in obj:
+            return obj[k]
         raise ConcertoError(f"key {display(idx)!s} not found in map", "KeyError")
     raise ConcertoError(f"cannot index into {type_name(obj)}", "TypeError")
 
@@ -164,7 +206,7 @@ def index_set(obj: Any, idx: Any, value: Any) -> None:
             raise ConcertoError(f"Array index {idx} out of range for length {len(obj)}", "IndexError")
         obj[idx] = value
     elif t is dict:
-        obj[map_key(idx)] = value
+        map_insert(obj, idx, value)
     else:
         raise ConcertoError(f"cannot assign into {type_name(obj)} by index", "TypeError")
 
@@ -176,9 +218,9 @@ def slice_value(obj: Any, lo: Any, hi: Any, mode: Any) -> Any:
     if mode == "rest":  # array patterns: `[a, ..rest, z]` (hi counts from the end)
         return obj[lo:hi] if hi is not None else obj[lo:]
     start = 0 if lo is None else lo
-    end = n if hi is None else (hi + 1 if mode else hi)
-    if type(start) is not int or type(end) is not int:
+    if type(start) is not int or (hi is not None and type(hi) is not int):
         raise ConcertoError("slice bounds must be Int", "TypeError")
+    end = n if hi is None else (hi + 1 if mode else hi)
     if not 0 <= start <= end <= n:
         raise ConcertoError(f"slice {start}..{end} out of range for length {n}", "IndexError")
     return obj[start:end]
@@ -189,7 +231,7 @@ def iterate(v: Any) -> Any:
     if t is list or t is range or t is str or t is tuple:
         return iter(v)
     if t is dict:
-        return iter(list(v.items()))
+        return iter(map_items(v))
     lazy = getattr(v, "concerto_iter", None)
     if lazy is not None:
         return lazy()
@@ -199,6 +241,13 @@ def iterate(v: Any) -> Any:
     if hasattr(v, "__iter__") and getattr(v, "concerto_type", None):
         return iter(list(v))
     raise ConcertoError(f"cannot iterate over {type_name(v)}", "TypeError")
+
+
+def check_iterator(v: Any) -> None:
+    """ITER_NEXT raised TypeError: a fault when it was handed something
+    ITER_INIT never made (IR from elsewhere); otherwise the caller re-raises."""
+    if not hasattr(v, "__next__"):
+        raise ConcertoError(f"ITER_NEXT needs an iterator (made by ITER_INIT), found {type_name(v)}", "TypeError")
 
 
 def is_variant(v: Any, enum: str, variant: str) -> bool:
@@ -284,7 +333,7 @@ def field_set(obj: Any, name: str, value: Any) -> None:
             raise ConcertoError(f"`{obj.type_name}` has no field `{name}`", "TypeError")
         obj.fields[name] = value
     elif type(obj) is dict:
-        obj[name] = value
+        map_insert(obj, name, value)
     else:
         raise ConcertoError(f"cannot set field `{name}` on {type_name(obj)}", "TypeError")
 
@@ -304,8 +353,13 @@ def variant_field(v: Any, index: Any) -> Any:
     if t is Some or t is Ok or t is Err:
         return v.value
     if t is EnumValue:
-        return v.data[index]
-    raise ConcertoError(f"{type_name(v)} has no variant data", "TypeError")
+        data = v.data
+        # A tuple variant is read by position, a struct variant by field name.
+        if type(data) is tuple and type(index) is int and 0 <= index < len(data):
+            return data[index]
+        if type(data) is dict and index in data:
+            return data[index]
+    raise ConcertoError(f"{type_name(v)} has no variant data at {index!r}", "TypeError")
 
 
 def test_len(v: Any, n: int, mode: str) -> bool:
@@ -335,8 +389,18 @@ def propagated(v: Any, none_as_err: Any) -> Any:
 
 
 def hashmap_get(d: dict, key: Any) -> Any:
-    return Some(d[key]) if key in d else NONE
+    k = map_key(key)
+    return Some(d[k]) if k in d else NONE
+
+
+def hashmap_set(d: dict, key: Any, value: Any) -> None:
+    map_insert(d, key, value)
+
+
+def hashmap_has(d: dict, key: Any) -> bool:
+    return map_key(key) in d
 
 
 def hashmap_delete(d: dict, key: Any) -> Any:
-    return Some(d.pop(key)) if key in d else NONE
+    k = map_key(key)
+    return Some(d.pop(k)) if k in d else NONE

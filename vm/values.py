@@ -13,10 +13,76 @@ distinct from `nil` (Python None).
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
+
+from concerto.vm import limits as _limits
+from concerto.vm.interrupts import poll
 
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
+
+# Items a native (or a renderer here) handles between two polls of the run's
+# interrupt flag (vm/interrupts.py). A slice this long takes a millisecond or
+# so of per-item Python work, so a deadline is seen within a few clock ticks,
+# and a value this small never polls on its own account.
+CHUNK = 4096
+
+# Items of short containers walked since the last poll, for the recursive
+# walkers (rendering, equality, conversion, hashing): nested containers each
+# within CHUNK (4,000 Arrays of 4,000) would otherwise never poll. One counter
+# for the process is enough: a miscount only moves a poll a little.
+_walked = 0
+
+
+def walked(n: int) -> None:
+    """Count `n` items of a short container; poll every CHUNK or so."""
+    global _walked
+    _walked += n
+    if _walked > CHUNK:
+        _walked = 0
+        poll()
+
+
+def _tick() -> None:
+    global _walked
+    _walked = 0
+    poll()
+
+
+def chunked(xs: Any) -> Any:
+    """`xs` (a list, tuple, range or str) as consecutive slices of at most
+    CHUNK items, polling before each slice; a short `xs` comes back whole."""
+    try:
+        n = len(xs)
+    except OverflowError:  # a Range of more than 2**63 - 1 Ints
+        n = range_size(xs)
+    if n <= CHUNK:
+        return (xs,)
+    return _slices(xs, n)
+
+
+def _slices(xs: Any, n: int) -> Any:
+    for lo in range(0, n, CHUNK):
+        poll()
+        yield xs[lo:lo + CHUNK]
+
+
+def batches(items: Any, n: int) -> Any:
+    """Like `chunked` for any iterable of `n` items that cannot be sliced (a
+    dict view, a deque): lists of at most CHUNK items, polling before each."""
+    if n <= CHUNK:
+        return (items,)
+    return _batches(iter(items))
+
+
+def _batches(it: Any) -> Any:
+    while True:
+        poll()
+        batch = list(islice(it, CHUNK))
+        if not batch:
+            return
+        yield batch
 
 
 class ConcertoError(Exception):
@@ -46,7 +112,7 @@ class StructValue:
         return (
             isinstance(other, StructValue)
             and other.type_name == self.type_name
-            and other.fields == self.fields
+            and values_equal(self.fields, other.fields)
         )
 
     def __hash__(self) -> int:
@@ -77,7 +143,7 @@ class EnumValue:
             isinstance(other, EnumValue)
             and other.enum_name == self.enum_name
             and other.variant == self.variant
-            and other.data == self.data
+            and values_equal(self.data, other.data)
         )
 
     def __hash__(self) -> int:
@@ -95,7 +161,7 @@ class Some:
         self.value = value
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Some) and other.value == self.value
+        return isinstance(other, Some) and values_equal(self.value, other.value)
 
     def __hash__(self) -> int:
         return hash(("Some", self.value))
@@ -132,7 +198,7 @@ class Ok:
         self.value = value
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Ok) and other.value == self.value
+        return isinstance(other, Ok) and values_equal(self.value, other.value)
 
     def __hash__(self) -> int:
         return hash(("Ok", self.value))
@@ -148,7 +214,7 @@ class Err:
         self.value = value
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Err) and other.value == self.value
+        return isinstance(other, Err) and values_equal(self.value, other.value)
 
     def __hash__(self) -> int:
         return hash(("Err", self.value))
@@ -174,6 +240,73 @@ class Closure:
 
     def __repr__(self) -> str:
         return f"<fn {self.name}>"
+
+
+class _BoolKey:
+    """How a Bool map key is stored. A Python dict would merge `true` with `1`
+    (True == 1 and hash(True) == hash(1)); Concerto keeps them apart."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"<key {self.value}>"
+
+
+TRUE_KEY = _BoolKey(True)
+FALSE_KEY = _BoolKey(False)
+
+
+def stored_key(key: Any) -> Any:
+    """The dict key a Concerto map key is stored (and looked up) under."""
+    if key is True:
+        return TRUE_KEY
+    if key is False:
+        return FALSE_KEY
+    return key
+
+
+def public_key(key: Any) -> Any:
+    """The Concerto value of a stored map key."""
+    return key.value if type(key) is _BoolKey else key
+
+
+def has_bool_keys(d: dict) -> bool:
+    return TRUE_KEY in d or FALSE_KEY in d
+
+
+def map_keys(d: dict) -> list:
+    """A map's keys as Concerto values, in insertion order."""
+    if TRUE_KEY in d or FALSE_KEY in d:
+        keys: list = []
+        for batch in batches(d, len(d)):
+            keys += [public_key(k) for k in batch]
+        return keys
+    if len(d) <= CHUNK:
+        return list(d)
+    return listed_batches(d, len(d))
+
+
+def map_items(d: dict) -> list[tuple[Any, Any]]:
+    """A map's (key, value) entries as Concerto values, in insertion order."""
+    if TRUE_KEY in d or FALSE_KEY in d:
+        items: list = []
+        for batch in batches(d.items(), len(d)):
+            items += [(public_key(k), v) for k, v in batch]
+        return items
+    if len(d) <= CHUNK:
+        return list(d.items())
+    return listed_batches(d.items(), len(d))
+
+
+def listed_batches(items: Any, n: int) -> list:
+    """list(items) of an iterable of `n` items, a batch at a time."""
+    out: list = []
+    for batch in batches(items, n):
+        out += batch
+    return out
 
 
 def type_name(value: Any) -> str:
@@ -239,7 +372,12 @@ def display(value: Any) -> str:
 
 
 def debug(value: Any) -> str:
-    """A readable, source-like rendering of any value (strings quoted)."""
+    """A readable, source-like rendering of any value (strings quoted).
+
+    A container's text is bounded by max_string_length as it is built
+    (vm/limits.py): an Array holding one long String a thousand times is a
+    ResourceError, not a MemoryError. Pieces are counted before they are
+    joined, so at most about twice the cap is ever held."""
     if value is None:
         return "nil"
     if value is True:
@@ -248,62 +386,148 @@ def debug(value: Any) -> str:
         return "false"
     t = type(value)
     if t is str:
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        return _quoted(value)
     if t is int:
         return str(value)
     if t is float:
         return format_float(value)
     if t is list:
-        return "[" + ", ".join(debug(v) for v in value) + "]"
+        return "[" + _joined(value) + "]"
     if t is dict:
-        return "{" + ", ".join(f"{debug(k)}: {debug(v)}" for k, v in value.items()) + "}"
+        return "{" + _joined(value.items(), _entry) + "}"
     if t is tuple:
-        inner = ", ".join(debug(v) for v in value)
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
+        return "(" + _joined(value) + (",)" if len(value) == 1 else ")")
     if t is range:
-        if value.step == 1:
-            return f"{value.start}..{value.stop}"
-        return repr(value)
+        return f"{value.start}..{value.stop}" if value.step == 1 else repr(value)
     if t is StructValue:
-        inner = ", ".join(f"{k}: {debug(v)}" for k, v in value.fields.items())
-        return f"{value.type_name} {{ {inner} }}" if inner else f"{value.type_name} {{}}"
+        return value.type_name + _fields(value.fields, " {}")
     if t is EnumValue:
         name = f"{value.enum_name}::{value.variant}"
         if isinstance(value.data, dict):
-            inner = ", ".join(f"{k}: {debug(v)}" for k, v in value.data.items())
-            return f"{name} {{ {inner} }}"
-        if value.data:
-            return name + "(" + ", ".join(debug(v) for v in value.data) + ")"
-        return name
+            return name + _fields(value.data, " {  }")
+        return name + "(" + _joined(value.data) + ")" if value.data else name
     if t is Some:
-        return f"Some({debug(value.value)})"
+        return "Some(" + debug(value.value) + ")"
     if value is NONE:
         return "None"
     if t is Ok:
-        return f"Ok({debug(value.value)})"
+        return "Ok(" + debug(value.value) + ")"
     if t is Err:
-        return f"Err({debug(value.value)})"
+        return "Err(" + debug(value.value) + ")"
     if t is Closure:
         return f"<fn {value.name}>"
+    parts = getattr(value, "concerto_parts", None)
+    if parts is not None:  # a std::collections value
+        opening, items, closing = parts()
+        return opening + _joined(items) + closing
     render = getattr(value, "concerto_debug", None)
     if render is not None:
         return render()
     return repr(value)
 
 
+def _entry(item: tuple[Any, Any]) -> str:
+    """One `key: value` of a Map."""
+    return debug(public_key(item[0])) + ": " + debug(item[1])
+
+
+def _field(item: tuple[str, Any]) -> str:
+    """One `name: value` of a struct (the name is not quoted)."""
+    return item[0] + ": " + debug(item[1])
+
+
+def _joined(items: Any, render: Any = debug) -> str:
+    """The items' text separated by ", ", refused once it passes the cap."""
+    global _walked
+    n = len(items)
+    if n > CHUNK:
+        return _long_joined(items, render)
+    _walked += n
+    if _walked > CHUNK:
+        _tick()
+    parts = []
+    size = 0
+    cap = 0
+    for item in items:
+        piece = render(item)
+        size += len(piece) + 2
+        if size > _limits.UNCHECKED:
+            if not cap:
+                cap = _limits.string_cap()
+            if size > cap:
+                raise _limits.text_fault("the text of this value", cap)
+        parts.append(piece)
+    return ", ".join(parts)
+
+
+def _long_joined(items: Any, render: Any) -> str:
+    # Joined a batch at a time: no list of millions of small strings.
+    texts: list[str] = []
+    size = 0
+    cap = _limits.string_cap()
+    for batch in batches(items, len(items)):
+        parts = []
+        for item in batch:
+            piece = render(item)
+            size += len(piece) + 2
+            if size > cap:
+                raise _limits.text_fault("the text of this value", cap)
+            parts.append(piece)
+        texts.append(", ".join(parts))
+    return ", ".join(texts)
+
+
+def _fields(fields: dict, empty: str) -> str:
+    if not fields:
+        return empty
+    return " { " + _joined(fields.items(), _field) + " }"
+
+
+def _quoted(s: str) -> str:
+    if len(s) > _limits.UNCHECKED:
+        # Escaping can double the text; refuse before building what cannot fit.
+        _limits.check_string(len(s) + 2, "quoting a String")
+        text = '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        _limits.check_string(len(text), "quoting a String")
+        return text
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
 def to_json(value: Any) -> Any:
     """Spec 20 mapping, Concerto -> host JSON-compatible Python data."""
+    global _walked
     if value is None or value is True or value is False:
         return value
     t = type(value)
     if t is int or t is float or t is str:
         return value
     if t is list or t is tuple:
+        n = len(value)
+        if n > CHUNK:
+            out: list = []
+            for part in chunked(value):
+                out += [to_json(v) for v in part]
+            return out
+        _walked += n
+        if _walked > CHUNK:
+            _tick()
         return [to_json(v) for v in value]
     if t is dict:
-        return {json_key(k): to_json(v) for k, v in value.items()}
+        n = len(value)
+        if n > CHUNK:
+            mapped: dict = {}
+            for batch in batches(value.items(), n):
+                mapped.update({json_key(public_key(k)): to_json(v) for k, v in batch})
+            return mapped
+        _walked += n
+        if _walked > CHUNK:
+            _tick()
+        return {json_key(public_key(k)): to_json(v) for k, v in value.items()}
     if t is range:
-        return list(value)
+        n = range_size(value)
+        if n > _limits.UNCHECKED:
+            _limits.check_collection(n, "a Range as JSON")
+        return range_list(value)
     if t is StructValue:
         return {k: to_json(v) for k, v in value.fields.items()}
     if t is EnumValue:
@@ -332,6 +556,22 @@ def to_json(value: Any) -> Any:
     return repr(value)
 
 
+def range_list(r: range) -> list[int]:
+    """list(r), built in slices so a long Range polls (its length is checked
+    by the caller)."""
+    out: list[int] = []
+    for part in chunked(r):
+        out += part
+    return out
+
+
+def range_size(r: range) -> int:
+    """len(r), also for a range of more than 2**63 - 1 Ints (where len() raises)."""
+    if r.step > 0:
+        return max(0, (r.stop - r.start + r.step - 1) // r.step)
+    return max(0, (r.start - r.stop - r.step - 1) // -r.step)
+
+
 def json_key(key: Any) -> str:
     if type(key) is str:
         return key
@@ -348,17 +588,76 @@ def from_json(data: Any) -> Any:
                 return Ok(from_json(data["ok"]))
             if "err" in data:
                 return Err(from_json(data["err"]))
-        return {k: from_json(v) for k, v in data.items()}
+        walked(len(data))
+        out: dict = {}
+        for batch in batches(data.items(), len(data)):
+            out.update({k: from_json(v) for k, v in batch})
+        return out
     if isinstance(data, list):
-        return [from_json(v) for v in data]
+        walked(len(data))
+        items: list = []
+        for part in chunked(data):
+            items += [from_json(v) for v in part]
+        return items
     return data
 
 
 def values_equal(a: Any, b: Any) -> bool:
-    """Concerto `==`: structural, but Int and Bool never compare equal."""
-    if (type(a) is bool) != (type(b) is bool):
+    """Concerto `==`: structural at every depth; a Bool never equals an Int
+    (Python's `1 == True` and `[1] == [True]` must not leak through), Int and
+    Float compare by value, and NaN equals nothing, itself included."""
+    global _walked
+    ta = type(a)
+    tb = type(b)
+    if ta is not tb:
+        if (ta is int or ta is float) and (tb is int or tb is float):
+            return a == b
         return False
+    if ta is list or ta is tuple:
+        n = len(a)
+        if n != len(b):
+            return False
+        if n > CHUNK:
+            return _long_equal(a, b)
+        _walked += n
+        if _walked > CHUNK:
+            _tick()
+        for x, y in zip(a, b):
+            if not values_equal(x, y):
+                return False
+        return True
+    if ta is dict:
+        # Stored keys are Strings, Ints and the Bool key markers, so `in` is exact.
+        n = len(a)
+        if n != len(b):
+            return False
+        if n > CHUNK:
+            return _long_equal_maps(a, b)
+        _walked += n
+        if _walked > CHUNK:
+            _tick()
+        for k, v in a.items():
+            if k not in b or not values_equal(v, b[k]):
+                return False
+        return True
     return a == b
+
+
+def _long_equal(a: list | tuple, b: list | tuple) -> bool:
+    for lo in range(0, len(a), CHUNK):
+        poll()
+        for x, y in zip(a[lo:lo + CHUNK], b[lo:lo + CHUNK]):
+            if not values_equal(x, y):
+                return False
+    return True
+
+
+def _long_equal_maps(a: dict, b: dict) -> bool:
+    for batch in batches(a.items(), len(a)):
+        for k, v in batch:
+            if k not in b or not values_equal(v, b[k]):
+                return False
+    return True
 
 
 def check_int(value: int) -> int:
