@@ -5,19 +5,20 @@ program may nest (compiler/nesting.py, MAX_NESTING levels), and each level
 costs the deepest pass a bounded number of Python frames (FRAMES_PER_LEVEL,
 measured by tests/test_nesting.py). So the compiler runs in a worker thread
 with a stack sized for that many frames, and Python's recursion limit is
-raised to match only while a compile is running, then put back: code outside
-the compiler never runs with a limit its stack cannot take. The calling
-thread waits for the worker meanwhile.
+raised to match only while a compile is running, then put back (never below
+what a run of the VM has required: concerto/recursion.py): code outside the
+compiler never runs with a limit its stack cannot take. The calling thread
+waits for the worker meanwhile.
 """
 
 from __future__ import annotations
 
 import contextvars
-import sys
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from concerto import recursion
 from concerto.compiler.nesting import MAX_NESTING
 
 R = TypeVar("R")
@@ -35,30 +36,7 @@ RECURSION_LIMIT = BASE_FRAMES + MAX_NESTING * FRAMES_PER_LEVEL
 STACK_BYTES = RECURSION_LIMIT * BYTES_PER_FRAME
 
 _local = threading.local()
-_limit_lock = threading.Lock()
 _start_lock = threading.Lock()
-_active = 0
-_saved_limit = 0
-_raised_to = 0
-
-
-def _raise_limit() -> None:
-    global _active, _saved_limit, _raised_to
-    with _limit_lock:
-        if _active == 0:
-            _saved_limit = sys.getrecursionlimit()
-            _raised_to = max(_saved_limit, RECURSION_LIMIT)
-            sys.setrecursionlimit(_raised_to)
-        _active += 1
-
-
-def _restore_limit() -> None:
-    global _active
-    with _limit_lock:
-        _active -= 1
-        # Someone else may have set a limit of their own meanwhile: keep theirs.
-        if _active == 0 and sys.getrecursionlimit() == _raised_to:
-            sys.setrecursionlimit(_saved_limit)
 
 
 def _start(target: Callable[[], None]) -> threading.Thread | None:
@@ -89,13 +67,13 @@ def call(fn: Callable[..., R], *args: object, **kwargs: object) -> R:
         except BaseException as e:  # handed to the caller's thread below
             outcome["error"] = e
 
-    _raise_limit()
+    recursion.raise_for_compile(RECURSION_LIMIT)
     try:
         thread = _start(work)
         if thread is not None:
             thread.join()
     finally:
-        _restore_limit()
+        recursion.lower_after_compile()
     if thread is None:
         # No thread of that size here: compile in place with the usual limit. A
         # program too deep for it ends in RecursionError, which the driver reports.

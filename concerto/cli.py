@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -14,7 +16,7 @@ from rich.console import Console
 
 from concerto import ir
 from concerto.compiler.diagnostics import Diagnostic, render_plain
-from concerto.disasm import disassemble
+from concerto.ir.disasm import disassemble
 from concerto.vm.loader import IRLoadError, load_bytes
 from concerto.vm.values import debug, to_json
 
@@ -24,8 +26,18 @@ app = typer.Typer(
     help="Compile and run Concerto programs (.conc source or .conc-ir).",
     pretty_exceptions_enable=False,
 )
+class _PipeConsole(Console):
+    """Stdout may be a pipe whose reader leaves (`concerto run x.conc | head`).
+    rich would exit the process from inside the emit handler; the CLI wants
+    BrokenPipeError, to end the run quietly with 141."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-out_console = Console(highlight=False, soft_wrap=True)
+out_console = _PipeConsole(highlight=False, soft_wrap=True)
 
 
 class EmitFormat(str, Enum):
@@ -50,6 +62,13 @@ def _report(diagnostics: list[Diagnostic], sources: dict[str, str]) -> None:
     errors = sum(1 for d in diagnostics if d.severity == "error")
     if errors:
         err_console.print(f"error: could not compile: {errors} error{'s' if errors != 1 else ''}", markup=False)
+
+
+def _finite(value: Optional[float]) -> Optional[float]:
+    # typer's range check lets `nan` and `inf` through.
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number of seconds, not {value}")
+    return value
 
 
 def _require_file(path: Path) -> None:
@@ -174,11 +193,29 @@ def run(
         help="Answer awaited emits (`await emit(...)`) from this JSON file: {\"channel\": answer, \"prefix:*\": answer} "
              "or a list of {\"channel\", \"answer\"} used in order. Without it, a terminal asks you."),
     timeout: Optional[float] = typer.Option(
-        None, "--timeout", min=0.001, help="End the run with a TimeoutError after this many seconds."),
+        None, "--timeout", min=0.001, callback=_finite,
+        help="End the run with a TimeoutError after this many seconds."),
     allow_tool: list[str] = typer.Option(
         [], "--allow-tool",
         help="Let models call this tool: NAME (every method), NAME.method, or '*' (every tool). "
              "Repeat for more. Tools are disabled unless allowed."),
+    allow_host: list[str] = typer.Option(
+        [], "--allow-host",
+        help="Let connections send their key to HOST (any port) or HOST:PORT, besides the provider's default "
+             "host and the hosts the local Concerto.toml names. Repeatable."),
+    allow_env: list[str] = typer.Option(
+        [], "--allow-env",
+        help="Let the program read environment variable NAME with std::env; glob patterns ('APP_*', '*') "
+             "allowed. Repeatable; adds to [permissions] env of the local Concerto.toml. Nothing is readable "
+             "otherwise, and API keys never are."),
+    max_string_length: Optional[int] = typer.Option(
+        None, "--max-string-length", min=1024,
+        help="Longest String the program may build, in characters (default 100000000); "
+             "longer is a catchable ResourceError."),
+    max_collection_size: Optional[int] = typer.Option(
+        None, "--max-collection-size", min=1024,
+        help="Most elements of one Array, Map, Set, Queue or Stack (default 10000000); "
+             "more is a catchable ResourceError."),
 ) -> None:
     """Run FILE. Emits go to stdout; diagnostics and logs go to stderr.
 
@@ -196,7 +233,13 @@ def run(
         _require_file(mock_replies)
     responder = _responder(answers)
     program, sources = _load_program(file, manifest, mock)
+    _redact_stderr(program)
     permissions = _tool_permissions(allow_tool, program)
+    local = _local_manifest(file, manifest)
+    hosts = _allowed_hosts(allow_host, local)
+    env_allowed, env_denied = _env_permissions(allow_env, local)
+    caps = {k: v for k, v in (("max_string_length", max_string_length),
+                              ("max_collection_size", max_collection_size)) if v is not None}
     encoder = msgspec.json.Encoder()
     out = sys.stdout
 
@@ -229,20 +272,27 @@ def run(
 
     runtime = Runtime(RuntimeConfig(max_call_depth=max_call_depth, jit=jit, mock=mock,
                                     mock_replies=str(mock_replies) if mock_replies else None,
-                                    execution_timeout=timeout, tool_permissions=permissions))
+                                    execution_timeout=timeout, tool_permissions=permissions,
+                                    allowed_hosts=hosts, allow_env=env_allowed, deny_env=env_denied, **caps))
     runtime.load_linked(program)
     runtime.handlers.on("*", on_emit_jsonl if emit_format is EmitFormat.jsonl else on_emit_pretty, raw=True)
     if responder is not None:
         runtime.handlers.on_emit("*", responder)
     runtime.on_log = on_log
+    import anyio
+
+    stopped_by: list[int] = []
     try:
         try:
-            runtime.run()
+            anyio.run(_run_until_signalled, runtime, stopped_by)
         finally:
             _print_metrics(runtime, metrics)
     except RunError as e:
         if reader_gone:
             raise typer.Exit(141) from None
+        if stopped_by and e.kind == "CancelledError":
+            err_console.print("interrupted" if stopped_by[0] == signal.SIGINT else "terminated", markup=False)
+            raise typer.Exit(128 + stopped_by[0]) from None
         if e.kind == "ConfigError":
             for line in e.message.splitlines():
                 err_console.print(f"{program.source_file}: error: {line}", markup=False)
@@ -250,7 +300,106 @@ def run(
             err_console.print(f"{program.source_file}: panic: {e.message}", markup=False)
         else:
             _report_runtime_error(e, sources, program.source_file)
+        if e.kind == "InternalError":
+            _report_internal_error(e)
+            raise typer.Exit(EXIT_INTERNAL) from None
         raise typer.Exit(1) from None
+
+
+async def _run_until_signalled(runtime: Any, stopped_by: list[int]) -> Any:
+    """runtime.execute(), ended by SIGINT or SIGTERM as by cancel(): the run
+    unwinds normally, so MCP servers and their children are stopped."""
+    import anyio
+
+    async with anyio.create_task_group() as tasks:
+        async def watch() -> None:
+            # Kept open until the run is over: a second signal during cleanup
+            # must not cut it short (it is bounded by the servers' kill grace).
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    if not stopped_by:
+                        stopped_by.append(int(signum))
+                        runtime.cancel()
+
+        if os.name == "posix":
+            tasks.start_soon(watch)
+        try:
+            result = await runtime.execute()
+        except Exception as exc:  # noqa: BLE001 - re-raised as itself, not inside an ExceptionGroup
+            failure: Exception | None = exc
+        else:
+            failure = None
+        finally:
+            tasks.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return result
+
+
+def _local_manifest(file: Path, manifest: Optional[Path]) -> Any:
+    """The Concerto.toml this run trusts for hosts and environment grants: for
+    a .conc, the one the compiler used (--manifest, else walking up from the
+    file); for a .conc-ir, --manifest or the one found walking up from the
+    current directory, never one that travelled with the IR file (it could
+    grant itself anything). None when there is none."""
+    from concerto.compiler.manifest import find_manifest, load_manifest
+
+    if manifest is not None:
+        _require_file(manifest)
+    path = manifest or find_manifest(Path.cwd() if _is_ir(file) else file.resolve().parent)
+    if path is None:
+        return None
+    loaded, problems = load_manifest(path)
+    if loaded is None:
+        _report(problems, {})
+        raise typer.Exit(1)
+    return loaded
+
+
+def _env_permissions(allowed: list[str], local: Any) -> tuple[list[str], list[str]]:
+    """(allow_env, deny_env): --allow-env plus [permissions] env of the local
+    Concerto.toml, and the manifest's credential variables, never readable."""
+    for entry in allowed:
+        if not entry or "=" in entry or "\0" in entry:
+            raise _usage_error(f"--allow-env: {entry!r} is not a variable name or pattern")
+    if local is None:
+        return list(allowed), []
+    return list(allowed) + local.permissions.env, sorted(local.credential_variables())
+
+
+def _allowed_hosts(allowed: list[str], local: Any) -> list[str]:
+    """--allow-host values plus the hosts the local Concerto.toml names."""
+    from concerto.vm.secrets import connection_hosts, parse_allowed_host
+
+    hosts = []
+    for entry in allowed:
+        try:
+            hosts.append(parse_allowed_host(entry))
+        except ValueError as e:
+            raise _usage_error(f"--allow-host: {e}") from None
+    return hosts + (sorted(connection_hosts(local.connections.values())) if local is not None else [])
+
+
+class _RedactingStream:
+    """stderr with the run's secrets replaced, for everything the CLI prints there."""
+
+    def __init__(self, stream: Any, redactor: Any) -> None:
+        self._stream = stream
+        self._redactor = redactor
+
+    def write(self, text: str) -> int:
+        return self._stream.write(self._redactor.text(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _redact_stderr(program: Any) -> None:
+    from concerto.vm.secrets import Redactor, run_secrets
+
+    redactor = Redactor(run_secrets(program.ir.connections, os.environ))
+    if redactor:
+        err_console.file = _RedactingStream(sys.stderr, redactor)
 
 
 def _tool_permissions(allowed: list[str], program: Any) -> dict[str, Any]:
@@ -319,16 +468,31 @@ def _escape(text: str) -> str:
     return text.replace("[", "\\[")
 
 
+# Exit status of a run that hit a defect of concerto itself (sysexits' EX_SOFTWARE).
+EXIT_INTERNAL = 70
+
+
+def _report_internal_error(e: Any) -> None:
+    if os.environ.get("CONCERTO_DEBUG"):
+        err_console.print(e.python_traceback or "(no Python traceback)", markup=False)
+        return
+    err_console.print("note: this is a defect in concerto, not in your program; run again with "
+                      "CONCERTO_DEBUG=1 to see the Python traceback, and please report it", markup=False)
+
+
 def _report_runtime_error(e: Any, sources: dict[str, str], default_file: str) -> None:
+    internal = e.kind == "InternalError"
+    headline = f"internal error: {e.message}" if internal else f"{e.kind}: {e.message}"
     loc = e.location
     if loc is None:
-        err_console.print(f"{default_file}: error: {e.kind}: {e.message}", markup=False)
+        label = "" if internal else "error: "
+        err_console.print(f"{default_file}: {label}{headline}", markup=False)
         return
     source = sources.get(loc.file)
     if source is None:
         source = next(iter(sources.values()), None) if len(sources) == 1 else None
-    diag = Diagnostic(loc.file, loc.line, loc.col, f"{e.kind}: {e.message}")
-    text = render_plain(diag, source).replace(": error: ", ": runtime error: ", 1)
+    diag = Diagnostic(loc.file, loc.line, loc.col, headline)
+    text = render_plain(diag, source).replace(": error: ", ": " if internal else ": runtime error: ", 1)
     err_console.print(text, markup=False)
     shown = e.trace[:12]
     for entry in shown:
@@ -342,31 +506,38 @@ def disasm(
     file: Path = typer.Argument(..., help="A .conc source file or compiled .conc-ir."),
     python: bool = typer.Option(
         False, "--python", help="Print the Python source that `run` compiles the functions to, instead."),
+    as_json: bool = typer.Option(
+        False, "--json", help="One JSON object per instruction (function, offset, opname, operands, "
+                              "jump target, stack depth, line, column) instead of the listing."),
 ) -> None:
-    """Print a readable listing of every function: spans, opcodes, resolved operands."""
+    """Print a readable listing of every function: spans, stack depth before
+    each instruction (as the loader's verifier computed it), opcodes and
+    resolved operands. The IR is verified first; invalid IR is an error."""
     _require_file(file)
+    program_, _sources = _load_program(file)
     if python:
         from concerto.vm.pycompile import compile_program
 
-        program_, _sources = _load_program(file)
         compile_program(program_)
         interpreted = [name for name, fn in program_.functions.items() if fn.jit is None]
         sys.stdout.write(program_.jit_source + "\n")
         if interpreted:
             sys.stdout.write("# interpreted (not compiled): " + ", ".join(interpreted) + "\n")
         return
-    if _is_ir(file):
-        try:
-            program = ir.decode(file.read_bytes())
-            load_bytes(file.read_bytes())  # validate before printing
-        except (IRLoadError, msgspec.DecodeError, msgspec.ValidationError) as e:
-            err_console.print(f"{file}: error: invalid IR: {e}", markup=False)
-            raise typer.Exit(1) from None
-    else:
-        result = _compile(file)
-        assert result.program is not None
-        program = result.program
-    sys.stdout.write(disassemble(program))
+    depths = {name: fn.depths for name, fn in program_.functions.items()}
+    if not as_json:
+        sys.stdout.write(disassemble(program_.ir, depths))
+        return
+    import dataclasses
+
+    from concerto.ir.disasm import get_instructions
+
+    encoder = msgspec.json.Encoder()
+    for fn in program_.ir.functions:
+        for rec in get_instructions(fn, program_.ir, depths[fn.name]):
+            row = {"function": fn.name, **dataclasses.asdict(rec)}
+            del row["flags"]  # the opcode's, not the instruction's: docs/ir.md lists them
+            sys.stdout.write(encoder.encode(row).decode("utf-8") + "\n")
 
 
 def main() -> None:

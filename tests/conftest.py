@@ -177,3 +177,44 @@ def fake(fake_server):
     """The module's fake provider, with its script, records and counters cleared."""
     fake_server.reset()
     return fake_server
+
+
+# ---------------------------------------------------------------- model programs in-process (issue 11)
+MODEL_KEYS = {"TEST_OPENAI_KEY": "sk-test-SECRET-0123456789", "TEST_ANTHROPIC_KEY": "sk-ant-SECRET-9876543210"}
+
+
+def model_connections(fake: Any, extra: str = "", timeout: float = 10) -> str:
+    """`[connections.openai]` and `[connections.claude]` pointing at a fake provider;
+    `extra` is appended to both tables (e.g. "max_response_bytes = 1000")."""
+    return (f'[connections.openai]\nprovider = "openai"\napi_key_env = "TEST_OPENAI_KEY"\n'
+            f'base_url = "{fake.openai_base_url}"\ndefault_model = "gpt-4o-mini"\ntimeout = {timeout}\n{extra}\n\n'
+            f'[connections.claude]\nprovider = "anthropic"\napi_key_env = "TEST_ANTHROPIC_KEY"\n'
+            f'base_url = "{fake.anthropic_base_url}"\ndefault_model = "claude-sonnet-4-20250514"\n'
+            f'timeout = {timeout}\n{extra}\n')
+
+
+def model_project(tmp_path: Path, source: str, connections: str) -> Path:
+    """Concerto.toml (with `connections`) at tmp_path, the program in src/main.conc."""
+    (tmp_path / "Concerto.toml").write_text(
+        '[project]\nname = "t"\nversion = "0.1.0"\nentry = "src/main.conc"\n\n' + connections)
+    (tmp_path / "src").mkdir(exist_ok=True)
+    main = tmp_path / "src" / "main.conc"
+    main.write_text(textwrap.dedent(source))
+    return main
+
+
+def run_project(main: Path, environ: dict[str, str] | None = None,
+                **config: Any) -> tuple[list[tuple[str, Any]], Any, dict[str, Any]]:
+    """Run a .conc through the host API: ([(channel, payload)], RunError or None, metrics)."""
+    from concerto import Runtime, RuntimeConfig
+    from concerto.host import RunError
+
+    rt = Runtime(RuntimeConfig(environ=MODEL_KEYS if environ is None else environ, **config))
+    rt.load_source(main)
+    out: list[tuple[str, Any]] = []
+    rt.on("*", lambda channel, payload: out.append((channel, payload)))
+    try:
+        rt.run()
+    except RunError as e:
+        return out, e, rt.metrics()
+    return out, None, rt.metrics()

@@ -73,6 +73,27 @@ def raw_ok(conn: str, text: str, head: str = "") -> bytes:
 
 
 # ---------------------------------------------------------------- 9: no duplicate billed requests
+def test_connections_are_reused_when_descriptors_pass_1024(tmp_path: Path, fake: FakeProvider) -> None:
+    # select() refuses descriptors from 1024 on; a host process with many open
+    # files must still reuse its pooled connections.
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("the descriptor limit is below 1200 here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        emits, stats = run_calls(tmp_path, fake, "openai", calls=3)
+    finally:
+        for fd in spare:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert [c for c, _ in emits] == ["ok"] * 3
+    assert fake.request_count == 3 and fake.connections == 1
+
+
 @pytest.mark.parametrize("conn", CONNS)
 def test_a_request_the_server_read_is_not_sent_again_on_a_fresh_connection(tmp_path: Path, fake: FakeProvider,
                                                                            conn: str) -> None:

@@ -375,6 +375,28 @@ def test_recursion_limit_is_raised_only_while_compiling(tmp_path):
     assert proc.stdout.strip() == "ok"
 
 
+def test_a_compile_ending_never_lowers_the_limit_a_run_needs(tmp_path):
+    # A compile raised the limit; a run that needs less than that raise (so set
+    # nothing) starts meanwhile; the compile ends. The run's need must survive.
+    proc = _python("""
+        import sys
+        from concerto import recursion
+        from concerto.compiler import compile_source
+        from concerto.vm.loader import load_bytes
+        from concerto.vm.machine import Machine, RunConfig
+        from concerto import ir
+        data = ir.encode(compile_source("fn main() { }", "x.conc").program)
+        recursion.raise_for_compile(40_000)
+        Machine(load_bytes(data), config=RunConfig(max_call_depth=5000, jit=True))
+        recursion.lower_after_compile()
+        need = 5000 + 50 * 400 + 1000
+        assert sys.getrecursionlimit() >= need, sys.getrecursionlimit()
+        print("ok")
+    """, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "ok"
+
+
 def test_without_a_big_stack_thread_a_deep_program_is_still_a_clean_diagnostic(tmp_path):
     """Where no thread with that stack can be made, the compile runs in place with
     the usual limit; a program too deep for it is then a diagnostic, not a crash."""

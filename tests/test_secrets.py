@@ -358,3 +358,27 @@ def test_the_redactor_matches_exact_values_and_their_encodings() -> None:
     assert r.text("a short text") == "a short text"  # too short to be a secret
     assert r.data({"k": [secret, 1, None]}) == {"k": ["[redacted]", 1, None]}
     assert not Redactor([]) and Redactor([]).text(secret) == secret
+
+
+def test_an_internal_errors_python_traceback_is_redacted_too(tmp_path: Path, fake: FakeProvider, monkeypatch) -> None:
+    # A defect whose Python exception carries the key: the host's RunError
+    # (message and python_traceback alike) must not.
+    from concerto.stdlib import load
+    from concerto.stdlib.registry import Native
+
+    key = AZURE_KEY
+
+    def broken(ctx: Any, x: Any) -> Any:
+        raise ValueError(f"leaked {key}")
+
+    monkeypatch.setitem(load().functions, "std::math::abs", Native("std::math::abs", broken, 1, 1))
+    main = model_project(tmp_path, 'model M { provider: openai }\nfn main() { emit("x", std::math::abs(-1)); }',
+                         model_connections(fake))
+    rt = Runtime(RuntimeConfig(environ={"TEST_OPENAI_KEY": key, "TEST_ANTHROPIC_KEY": "unused-but-secret-42"}))
+    rt.load_source(main)
+    with pytest.raises(RunError) as info:
+        rt.run()
+    assert info.value.kind == "InternalError"
+    assert info.value.message == "ValueError: leaked [redacted]"
+    assert info.value.python_traceback is not None and "leaked [redacted]" in info.value.python_traceback
+    assert key not in info.value.python_traceback

@@ -140,3 +140,15 @@ def test_integer_expressions_agree_across_tiers(expr, a, b):
         fn main() {{ emit("r", f({a}, {b})); }}
     """
     run_both(src)  # asserts equal emits and equal errors (division by zero, overflow)
+
+
+def test_a_very_long_function_stays_interpreted_and_agrees():
+    from concerto.vm.pycompile import MAX_FUNCTION_SIZE, compile_program
+
+    terms = MAX_FUNCTION_SIZE // 2 + 10  # two instructions per term: more than the cap
+    src = "fn long() -> Int { " + " + ".join(["1"] * terms) + " }\nfn main() { emit(\"n\", long()); }\n"
+    program = load_program(src)
+    compile_program(program)
+    assert program.functions["long"].jit is None and program.functions["main"].jit is not None
+    out, err = run_both(src)
+    assert err is None and out == [("n", terms)]

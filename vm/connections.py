@@ -221,27 +221,40 @@ class ConnectionManager:
             return conn.mock.complete(req, opts.model_label)
         assert conn.adapter is not None
         call = conn.adapter.build_request(req, conn.endpoint)
+        async with self._post(conn, call, opts.timeout, streaming=False) as resp:
+            body = await _read_body(resp, conn.max_bytes, conn.name)
+        return conn.adapter.reply_parser(req)(resp.status_code, resp.headers, body)
+
+    @contextlib.asynccontextmanager
+    async def _post(self, conn: _Connection, call: Any, timeout: float, streaming: bool) -> AsyncIterator[httpx.Response]:
+        """POST one request; the caller reads the reply inside. An error status
+        is raised as the provider's error (its body read up to ERROR_BODY_CAP);
+        every transport failure, while sending or while the caller reads,
+        becomes a ProviderError of the kind the retry policy understands."""
+        assert conn.adapter is not None
         client = self._client(conn)
+        where = _origin(call.url)
         try:
             async with client.stream("POST", call.url, content=msgspec.json.encode(call.body),
-                                     headers=call.headers, timeout=opts.timeout) as resp:
+                                     headers=call.headers, timeout=httpx.Timeout(timeout)) as resp:
                 if resp.status_code >= 400:
                     body = await _read_body(resp, ERROR_BODY_CAP, conn.name, truncate=True)
                     raise conn.adapter.classify_error(resp.status_code, resp.headers, body)
-                body = await _read_body(resp, conn.max_bytes, conn.name)
+                yield resp
         except httpx.TimeoutException:
-            raise ProviderError("timeout", f"{conn.name}: no reply within {opts.timeout:g} s") from None
+            raise ProviderError("timeout", f"{conn.name}: no reply within {timeout:g} s") from None
         except MalformedReply as e:
-            raise ProviderError("invalid_response", f"{conn.name}: malformed reply from {_origin(call.url)}: {e}") from None
+            raise ProviderError("invalid_response", f"{conn.name}: malformed reply from {where}: {e}") from None
         except (httpx.ConnectError, httpx.InvalidURL) as e:
-            raise ProviderError("network", f"{conn.name}: cannot reach {_origin(call.url)}: {type(e).__name__}") from None
+            raise ProviderError("network", f"{conn.name}: cannot reach {where}: {type(e).__name__}") from None
         except httpx.TransportError as e:
             # After the request went out: the provider may have it, so only the retry policy sends it again.
-            raise ProviderError("network", f"{conn.name}: the connection to {_origin(call.url)} failed before "
-                                           f"the reply was complete: {type(e).__name__}") from None
+            cut = streaming and isinstance(e, (httpx.ReadError, httpx.RemoteProtocolError))
+            raise ProviderError("stream_cut" if cut else "network",
+                                f"{conn.name}: the connection to {where} failed before the reply was complete: "
+                                f"{type(e).__name__}") from None
         except httpx.HTTPError as e:
-            raise ProviderError("invalid_response", f"{conn.name}: {type(e).__name__} from {_origin(call.url)}") from None
-        return conn.adapter.reply_parser(req)(resp.status_code, resp.headers, body)
+            raise ProviderError("invalid_response", f"{conn.name}: {type(e).__name__} from {where}") from None
 
     async def stream(self, connection: str, req: ChatRequest, opts: CallOptions,
                      deliver: Callable[[StreamDelta | BaseException], Awaitable[None]]) -> None:
@@ -331,30 +344,15 @@ class ConnectionManager:
             return
         assert conn.adapter is not None
         call = conn.adapter.build_request(req, conn.endpoint)
-        client = self._client(conn)
-        try:
-            async with client.stream("POST", call.url, content=msgspec.json.encode(call.body),
-                                     headers=call.headers, timeout=httpx.Timeout(opts.timeout)) as resp:
-                if resp.status_code >= 400:
-                    body = await _read_body(resp, ERROR_BODY_CAP, conn.name, truncate=True)
-                    raise conn.adapter.classify_error(resp.status_code, resp.headers, body)
-                parser = conn.adapter.StreamParser()
-                lines = _sse_lines(resp, conn.name, conn.max_bytes, conn.idle_limit(opts.timeout))
-                async with contextlib.aclosing(lines):
-                    async for line in lines:
-                        for delta in parser.feed_line(line):
-                            await on_delta(delta)
-                for delta in parser.finish():
-                    await on_delta(delta)
-        except httpx.TimeoutException:
-            raise ProviderError("timeout", f"{conn.name}: no reply within {opts.timeout:g} s") from None
-        except MalformedReply as e:
-            raise ProviderError("invalid_response", f"{conn.name}: malformed reply from {_origin(call.url)}: {e}") from None
-        except httpx.TransportError as e:
-            raise ProviderError("stream_cut" if isinstance(e, (httpx.ReadError, httpx.RemoteProtocolError)) else "network",
-                                f"{conn.name}: connection to {_origin(call.url)} failed: {type(e).__name__}") from None
-        except httpx.HTTPError as e:
-            raise ProviderError("invalid_response", f"{conn.name}: {type(e).__name__} from {_origin(call.url)}") from None
+        async with self._post(conn, call, opts.timeout, streaming=True) as resp:
+            parser = conn.adapter.StreamParser()
+            lines = _sse_lines(resp, conn.name, conn.max_bytes, conn.idle_limit(opts.timeout))
+            async with contextlib.aclosing(lines):
+                async for line in lines:
+                    for delta in parser.feed_line(line):
+                        await on_delta(delta)
+            for delta in parser.finish():
+                await on_delta(delta)
 
     # ------------------------------------------------------------ helpers
     def _client(self, conn: _Connection) -> httpx.AsyncClient:
@@ -439,7 +437,7 @@ async def _sse_lines(resp: httpx.Response, name: str, limit: int, idle: float) -
     not keep a stream alive."""
     chunks = resp.aiter_bytes()
     deadline = anyio.current_time() + idle
-    pending = b""
+    pending = bytearray()  # appending to bytes would copy a long line over and over
     total = 0
     while True:
         with anyio.CancelScope(deadline=deadline) as scope:
@@ -455,7 +453,7 @@ async def _sse_lines(resp: httpx.Response, name: str, limit: int, idle: float) -
         if b"\n" not in chunk and b"\r" not in chunk:
             continue
         lines = pending.splitlines(keepends=True)
-        pending = b"" if lines[-1].endswith((b"\n", b"\r")) else lines.pop()
+        pending = bytearray() if lines[-1].endswith((b"\n", b"\r")) else lines.pop()
         for raw in lines:
             line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
             if line and not line.startswith(":"):

@@ -83,10 +83,20 @@ class _Conn:
         if sock is None:
             return True
         try:
-            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+            return not _readable(sock.fileno())
         except (OSError, ValueError):
             return False
-        return not readable
+
+
+def _readable(fd: int) -> bool:
+    """Whether `fd` has something to read right now. poll() has no limit on
+    the descriptor's number; select() fails from 1024 on, which in a busy host
+    process would quietly turn every request into a new connection."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 class _Body(httpx.AsyncByteStream):

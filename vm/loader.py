@@ -240,7 +240,6 @@ def _link_function(
 
 # Jumps of IR opcodes: `arg` is the target. (The fused ones keep theirs elsewhere.)
 _JUMPS = O.JUMPS - O.codes_with(O.Flags.LINKED)
-_CONDITIONAL_JUMPS = O.JUMPS - O.STOPS - {O.TRY_BEGIN}
 _CMPS = {O.LT, O.GT, O.LTE, O.GTE, O.EQ, O.NEQ}
 _CONST_ARITH = {O.ADD: O.C_ADD, O.SUB: O.C_SUB, O.MUL: O.C_MUL, O.MOD: O.C_MOD}
 
@@ -306,7 +305,7 @@ def _fuse(code: list[tuple], spans: list) -> tuple[list[tuple], list]:
     for k in range(len(out)):
         op, a, b = out[k]
         target = b[1] if op == O.LC_LT_JIF else a
-        if op in _CONDITIONAL_JUMPS and target <= k:
+        if op in O.CONDITIONAL_JUMPS and target <= k:
             out.append((O.JUMP, target, None))
             out_spans.append(out_spans[k])
             trampoline = len(out) - 1

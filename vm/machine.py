@@ -12,26 +12,36 @@ from __future__ import annotations
 import copy
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import anyio
 
+from concerto import recursion
 from concerto.stdlib import load as load_stdlib
+from concerto.stdlib.builtins import Panic
 from concerto.vm.bridge import TaskBridge
 from concerto.vm.emit import emit_error
-from concerto.vm.executor import Executor, in_task
+from concerto.vm.environment import EnvironmentGate
+from concerto.vm.limits import ResourceLimits
+from concerto.vm.limits import applied as applied_limits
+from concerto.vm.executor import Executor, RunStopped, in_task
 from concerto.vm.pipeline import run_pipeline
-from concerto.vm import opcodes as O
-from concerto.vm.loader import LinkedFunction, Program, builtin_native
+from concerto.ir import opcodes as O
+from concerto.vm.loader import LinkedFunction, Program
 from concerto.vm.operators import (
     END,
+    ORDERED_TYPES,
+    SCALAR_TYPES,
     NONE_FOUND,
     Thrown,
     add_values,
     arith,
     as_fault,
     build_range,
+    build_string,
+    check_iterator,
     cast,
     check_channel,
     compare,
@@ -41,6 +51,8 @@ from concerto.vm.operators import (
     field_set,
     hashmap_delete,
     hashmap_get,
+    hashmap_has,
+    hashmap_set,
     index_get,
     index_set,
     is_type,
@@ -98,24 +110,19 @@ class TraceEntry:
 class VMError(Exception):
     """A run ended with an error. Carries the failing instruction's position."""
 
-    def __init__(self, message: str, kind: str, trace: list[TraceEntry], value: Any = None) -> None:
+    def __init__(self, message: str, kind: str, trace: list[TraceEntry], value: Any = None,
+                 python_traceback: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.kind = kind
         self.trace = trace
         self.value = value
+        # For kind InternalError: the Python traceback of the defect.
+        self.python_traceback = python_traceback
 
     @property
     def location(self) -> TraceEntry | None:
         return self.trace[0] if self.trace else None
-
-
-class Panic(Exception):
-    """`panic(msg)`: not catchable (spec 13)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 @dataclass
@@ -125,10 +132,12 @@ class RunConfig:
     # Compile functions to Python source before running (vm/pycompile.py).
     # Off means every instruction goes through the dispatch loop.
     jit: bool = True
+    # What std::env may read (vm/environment.py); nothing unless a host grants it.
+    environment: EnvironmentGate = field(default_factory=EnvironmentGate.closed)
+    # Caps on string length and collection size (vm/limits.py), made current
+    # for the run with `limits.applied(config.limits)`.
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
 
-
-# Back edges and calls between two looks at the clock (Machine.tick).
-TICKS = 4096
 
 # Natives that call back into Concerto (Array.map with a closure) nest Python
 # calls; this bounds that nesting well inside what the C stack can hold.
@@ -161,15 +170,14 @@ class Machine:
         # against the same limit, and Python's recursion limit must sit above it.
         self.jit_depth = 0
         self.jit_max_depth = self.config.max_call_depth
-        # Compiled calls count down from here to a checkpoint (vm/pycompile.py).
-        self.ticks = TICKS
+        # The run's interrupt flag (vm/interrupts.py), tested at every loop back
+        # edge and call in both tiers; shared by every fork of this machine.
+        self.interrupt: list[bool] = self.executor.interrupt if self.executor is not None else [False]
         if self.config.jit:
             from concerto.vm.pycompile import compile_program
 
             compile_program(self.program)
-            want = self.config.max_call_depth + 50 * MAX_NATIVE_REENTRY + 1000
-            if sys.getrecursionlimit() < want:
-                sys.setrecursionlimit(want)
+            recursion.require(self.config.max_call_depth + 50 * MAX_NATIVE_REENTRY + 1000)
 
     def fork(self) -> "Machine":
         """A machine for another task of the same run: shared program, globals,
@@ -202,8 +210,8 @@ class Machine:
             time.sleep(max(0.0, seconds))
 
     def tick(self) -> None:
-        """A checkpoint of long-running code (every TICKS back edges or calls)."""
-        self.ticks = TICKS
+        """The interrupt flag was up: a checkpoint (deadline, cancel, time slice)."""
+        self.interrupt[0] = False
         if self.executor is not None:
             self.executor.checkpoint()
 
@@ -238,6 +246,7 @@ class Machine:
         current event loop; a fault that nothing caught becomes a VMError."""
         if self.executor is None:
             self.executor = Executor()
+        self.interrupt = self.executor.interrupt
         if self.models is not None:
             self.models.bridge = TaskBridge(self.executor)
         emits = self.emits
@@ -247,9 +256,11 @@ class Machine:
             if emits.mode == "buffered" and emits.flush_interval:
                 helpers.append(emits.flush_periodically)
         try:
-            return await self.executor.run(self._run_main_task, helpers=tuple(helpers),
-                                           finish=emits.drain if emits is not None else None)
-        except (Panic, VMError):
+            # The run's size caps reach every task: each starts in a copy of this context.
+            with applied_limits(self.config.limits):
+                return await self.executor.run(self._run_main_task, helpers=tuple(helpers),
+                                               finish=emits.drain if emits is not None else None)
+        except (Panic, VMError, RunStopped):
             raise
         except Exception as exc:  # noqa: BLE001 - a spawned task's or a handler's fault
             raise _vm_error(exc) from None
@@ -315,7 +326,9 @@ class Machine:
         pc = 0
         max_depth = self.config.max_call_depth
         call_method = self._call_method
-        ticks = TICKS
+        interrupt = self.interrupt
+        if interrupt[0]:
+            self.tick()
 
         while True:
             try:
@@ -331,7 +344,7 @@ class Machine:
                     elif op == 31:  # LC_LT_JIF: local < const, jump when false
                         x = locals_[a]
                         c, t = b
-                        if type(x) is type(c) and type(x) is not bool:
+                        if type(x) is type(c) and type(x) in ORDERED_TYPES:
                             if not x < c:
                                 pc = t
                         elif not compare("<", x, c):
@@ -370,10 +383,10 @@ class Machine:
                         y = stack.pop()
                         x = stack.pop()
                         if b == 14:
-                            ok = x == y if type(x) is type(y) else values_equal(x, y)
+                            ok = x == y if type(x) is type(y) and type(x) in SCALAR_TYPES else values_equal(x, y)
                         elif b == 15:
-                            ok = x != y if type(x) is type(y) else not values_equal(x, y)
-                        elif type(x) is type(y) and type(x) is not bool:
+                            ok = x != y if type(x) is type(y) and type(x) in SCALAR_TYPES else not values_equal(x, y)
+                        elif type(x) is type(y) and type(x) in ORDERED_TYPES:
                             ok = x < y if b == 6 else x > y if b == 11 else x <= y if b == 12 else x >= y
                         else:
                             ok = compare(_CMP_TEXT[b], x, y)
@@ -425,7 +438,7 @@ class Machine:
                     elif op == 6:  # LT
                         y = stack.pop()
                         x = stack[-1]
-                        if type(x) is type(y) and type(x) is not bool:
+                        if type(x) is type(y) and type(x) in ORDERED_TYPES:
                             stack[-1] = x < y
                         else:
                             stack[-1] = compare("<", x, y)
@@ -444,9 +457,7 @@ class Machine:
                             continue
                         if len(frames) >= max_depth:
                             raise ConcertoError(f"call depth exceeded ({max_depth} nested calls)", "RuntimeError")
-                        ticks -= 1
-                        if not ticks:
-                            ticks = TICKS
+                        if interrupt[0]:
                             self.tick()
                         frames.append((code, pc, locals_, fn, base))
                         fn = a
@@ -474,11 +485,8 @@ class Machine:
                         code, pc, locals_, fn, base = frames.pop()
                         stack.append(rv)
                     elif op == 9:  # JUMP
-                        if a < pc:  # a loop's back edge: count towards a checkpoint
-                            ticks -= 1
-                            if not ticks:
-                                ticks = TICKS
-                                self.tick()
+                        if a < pc and interrupt[0]:  # a loop's back edge
+                            self.tick()
                         pc = a
                     elif op == 10:  # MUL
                         y = stack.pop()
@@ -494,32 +502,32 @@ class Machine:
                     elif op == 11:  # GT
                         y = stack.pop()
                         x = stack[-1]
-                        if type(x) is type(y) and type(x) is not bool:
+                        if type(x) is type(y) and type(x) in ORDERED_TYPES:
                             stack[-1] = x > y
                         else:
                             stack[-1] = compare(">", x, y)
                     elif op == 12:  # LTE
                         y = stack.pop()
                         x = stack[-1]
-                        if type(x) is type(y) and type(x) is not bool:
+                        if type(x) is type(y) and type(x) in ORDERED_TYPES:
                             stack[-1] = x <= y
                         else:
                             stack[-1] = compare("<=", x, y)
                     elif op == 13:  # GTE
                         y = stack.pop()
                         x = stack[-1]
-                        if type(x) is type(y) and type(x) is not bool:
+                        if type(x) is type(y) and type(x) in ORDERED_TYPES:
                             stack[-1] = x >= y
                         else:
                             stack[-1] = compare(">=", x, y)
                     elif op == 14:  # EQ
                         y = stack.pop()
                         x = stack[-1]
-                        stack[-1] = x == y if type(x) is type(y) else values_equal(x, y)
+                        stack[-1] = x == y if type(x) is type(y) and type(x) in SCALAR_TYPES else values_equal(x, y)
                     elif op == 15:  # NEQ
                         y = stack.pop()
                         x = stack[-1]
-                        stack[-1] = x != y if type(x) is type(y) else not values_equal(x, y)
+                        stack[-1] = x != y if type(x) is type(y) and type(x) in SCALAR_TYPES else not values_equal(x, y)
                     elif op == 16:  # FIELD_GET
                         obj = stack[-1]
                         if type(obj) is StructValue:
@@ -536,7 +544,7 @@ class Machine:
                         else:
                             args = []
                         recv = stack.pop()
-                        target = call_method(recv, a)
+                        target = call_method(recv, a, b)
                         if type(target) is LinkedFunction:
                             if len(frames) >= max_depth:
                                 raise ConcertoError(f"call depth exceeded ({max_depth} nested calls)", "RuntimeError")
@@ -545,6 +553,8 @@ class Machine:
                             if target.jit is not None:
                                 stack.append(target.jit(self, recv, *args))
                                 continue
+                            if interrupt[0]:
+                                self.tick()
                             frames.append((code, pc, locals_, fn, base))
                             fn = target
                             locals_ = [recv] + args
@@ -566,7 +576,12 @@ class Machine:
                         else:
                             stack[-1] = index_get(obj, idx)
                     elif op == 20:  # ITER_NEXT
-                        item = next(stack.pop(), END)
+                        it = stack.pop()
+                        try:
+                            item = next(it, END)
+                        except TypeError:
+                            check_iterator(it)
+                            raise
                         if item is END:
                             pc = a
                         else:
@@ -598,6 +613,8 @@ class Machine:
                             if target.jit is not None:
                                 stack.append(target.jit(self, *args, *callee.captures))
                                 continue
+                            if interrupt[0]:
+                                self.tick()
                             frames.append((code, pc, locals_, fn, base))
                             fn = target
                             locals_ = args
@@ -621,7 +638,7 @@ class Machine:
                     elif op == 28:  # BUILD_STRING
                         parts = stack[-a:]
                         del stack[-a:]
-                        stack.append("".join([p if type(p) is str else display(p) for p in parts]))
+                        stack.append(build_string(parts))
                     elif op == 29:  # BUILD_STRUCT
                         n = len(b)
                         if n:
@@ -640,6 +657,8 @@ class Machine:
                         if r is not None:
                             kind, value = r
                             if kind == "jump":
+                                if value < pc and interrupt[0]:
+                                    self.tick()
                                 pc = value
                             elif kind == "return":
                                 rv = value
@@ -659,23 +678,31 @@ class Machine:
                 raise
             except Exception as exc:  # noqa: BLE001 - every fault is turned into a Concerto error
                 fault = as_fault(exc)
-                if fault is None:
-                    raise
-                # The innermost try at or above this run's entry frame handles it.
-                if tries and tries[-1][0] >= stop_depth:
+                # The innermost try at or above this run's entry frame handles a fault.
+                if fault is not None and tries and tries[-1][0] >= stop_depth:
                     depth, catch_pc, height = tries.pop()
                     while len(frames) > depth:
                         code, pc, locals_, fn, base = frames.pop()
                     del stack[height:]
                     stack.append(fault_value(fault))
                     pc = catch_pc
+                    if interrupt[0]:  # a handler can be a loop's way back, too
+                        self.tick()
                     continue
                 # Unwind this call: its frames (inner frames first) join the trace
-                # that compiled or nested calls may already have started.
+                # that compiled or nested calls may already have started. A bug
+                # (no fault) unwinds the same way, so it too is reported where it
+                # happened; nothing catches it.
                 inner = getattr(exc, "concerto_trace", None) or []
-                fault.concerto_trace = inner + self._trace(fn, pc, stop_depth)  # type: ignore[attr-defined]
+                trace = inner + self._trace(fn, pc, stop_depth)
                 del frames[stop_depth - 1:]
                 del stack[entry_stack:]
+                if fault is None:
+                    while tries and tries[-1][0] >= stop_depth:
+                        tries.pop()
+                    _attach_trace(exc, trace)
+                    raise
+                fault.concerto_trace = trace  # type: ignore[attr-defined]
                 raise fault from None
 
     def _trace(self, fn: LinkedFunction, pc: int, stop_depth: int) -> list[TraceEntry]:
@@ -814,10 +841,10 @@ class Machine:
         elif op == O.HASH_MAP_SET:
             value = stack.pop()
             key = stack.pop()
-            a[0][map_key(key)] = value
+            hashmap_set(a[0], key, value)
             stack.append(None)
         elif op == O.HASH_MAP_HAS:
-            stack.append(stack.pop() in a[0])
+            stack.append(hashmap_has(a[0], stack.pop()))
         elif op == O.HASH_MAP_DELETE:
             stack[-1] = hashmap_delete(a[0], stack[-1])
         elif op == O.MAKE_CLOSURE:
@@ -877,7 +904,10 @@ class Machine:
                 return wrapped(self, [recv, method, schema, args])
         return models.call(recv, method, schema, args, self)
 
-    def _call_method(self, recv: Any, name: str) -> Any:
+    def _call_method(self, recv: Any, name: str, argc: int) -> Any:
+        """The method `name` of the receiver: a LinkedFunction (the caller checks
+        its parameter count), or `(vm, recv, *args)` for a native (its arity is
+        checked here) or a closure held in a struct field."""
         t = type(recv)
         if t is StructValue or t is EnumValue:
             owner = recv.type_name if t is StructValue else recv.enum_name
@@ -889,6 +919,9 @@ class Machine:
         if table is not None:
             native = table.get(name)
             if native is not None:
+                # Native.accepts, inlined: this runs on every built-in method call.
+                if argc < native.min_args or (native.max_args is not None and argc > native.max_args):
+                    raise native.arity_fault(argc)
                 return native.fn
         if t is StructValue and name in recv.fields and type(recv.fields[name]) is Closure:
             closure = recv.fields[name]
@@ -896,13 +929,26 @@ class Machine:
         raise ConcertoError(f"no method `{name}` on {tname}", "TypeError")
 
 
-def _vm_error(exc: Exception) -> Exception:
-    """A fault nothing caught -> VMError; anything else is a bug and stays itself."""
+def _vm_error(exc: Exception) -> VMError:
+    """What ends a run, as a VMError: a fault nothing caught keeps its kind;
+    running out of memory is a MemoryError; any other Python exception is a
+    defect of the runtime, an InternalError that says where it happened."""
+    trace = list(getattr(exc, "concerto_trace", None) or [])
     fault = as_fault(exc)
-    if fault is None:
-        return exc
-    value = fault.value if isinstance(fault, Thrown) else None
-    return VMError(fault.message, fault.kind, list(getattr(fault, "concerto_trace", [])), value)
+    if fault is not None:
+        value = fault.value if isinstance(fault, Thrown) else None
+        return VMError(fault.message, fault.kind, list(getattr(fault, "concerto_trace", None) or trace), value)
+    if isinstance(exc, MemoryError):
+        return VMError("out of memory", "MemoryError", trace)
+    return VMError(f"{type(exc).__name__}: {exc}", "InternalError", trace,
+                   python_traceback="".join(traceback.format_exception(exc)))
+
+
+def _attach_trace(exc: BaseException, trace: list[TraceEntry]) -> None:
+    try:
+        exc.concerto_trace = trace  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type without a __dict__
+        pass
 
 
 def _entry(fn: LinkedFunction, pc: int) -> TraceEntry:
@@ -924,33 +970,3 @@ def convert_value(program: Program, value: Any, type_name_: str) -> Any:
             raise ConcertoError(f"missing field `{f.name}` for `{type_name_}`", "TypeError")
         fields[f.name] = value[f.name]
     return StructValue(type_name_, fields)
-
-
-# -- VM-level natives ---------------------------------------------------------
-@builtin_native("panic")
-def _panic(vm: Machine, message: Any = "explicit panic") -> Any:
-    vm.on_emit("panic", display(message))
-    raise Panic(display(message))
-
-
-@builtin_native("flush_emits")
-def _flush_emits(vm: Machine) -> Any:
-    vm.flush_emits()
-    return None
-
-
-@builtin_native("assert")
-def _assert(vm: Machine, cond: Any, message: Any = None) -> Any:
-    if cond is not True:
-        raise ConcertoError(display(message) if message is not None else "assertion failed", "RuntimeError")
-    return None
-
-
-@builtin_native("assert_eq")
-def _assert_eq(vm: Machine, left: Any, right: Any, message: Any = None) -> Any:
-    if not values_equal(left, right):
-        text = f"assertion failed: {display(left)} != {display(right)}"
-        if message is not None:
-            text += f": {display(message)}"
-        raise ConcertoError(text, "RuntimeError")
-    return None

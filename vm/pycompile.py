@@ -6,8 +6,7 @@ The translation is per function and purely mechanical:
 
 * every stack slot becomes a Python local `s<k>` and every Concerto local a
   Python local `l<k>`; the stack depth at each instruction is known statically
-  (the IR guarantees it, and a function whose depths disagree stays in the
-  interpreter);
+  (the loader's verifier computed it from the opcode table);
 * within a basic block the stack is kept symbolically, so `LOAD_LOCAL n;
   LOAD_CONST 2; LT` becomes one expression `l0 < 2` and never touches a list;
 * basic blocks are laid out in order inside `while True:` as `if pc <= start:`
@@ -30,9 +29,11 @@ compiled program serves every Machine that runs it.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
-from concerto.vm import opcodes as O
+from concerto.ir import opcodes as O
+from concerto.vm.limits import UNCHECKED
 from concerto.vm.loader import LinkedFunction, Program
 from concerto.vm.values import (
     INT_MAX,
@@ -62,109 +63,14 @@ _SUPPORTED = {
     O.RETHROW, O.MATCH_FAIL, O.HASH_MAP_GET, O.HASH_MAP_SET, O.HASH_MAP_HAS,
     O.HASH_MAP_DELETE, O.MAKE_CLOSURE, O.CATCH, O.CALL_MODEL,
 }
-_ENDS_BLOCK = {O.RETURN, O.JUMP, O.THROW, O.RETHROW, O.MATCH_FAIL}
-_BRANCHES = {O.JUMP_IF_FALSE, O.JUMP_IF_TRUE, O.ITER_NEXT, O.COALESCE}
+_ENDS_BLOCK = O.STOPS
+_BRANCHES = O.CONDITIONAL_JUMPS
 _CMP = {O.LT: "<", O.GT: ">", O.LTE: "<=", O.GTE: ">=", O.EQ: "==", O.NEQ: "!="}
 _ARITH = {O.ADD: "+", O.SUB: "-", O.MUL: "*"}
 
 
 class NotCompilable(Exception):
     """This function stays in the interpreter (the reason is for debugging)."""
-
-
-def stack_effect(op: int, a: Any, b: Any) -> tuple[int, int]:
-    """(values popped, values pushed) on the fall-through path."""
-    if op in (O.LOAD_LOCAL, O.LOAD_CONST, O.PUSH, O.LOAD_GLOBAL, O.DUP):
-        return (1, 2) if op == O.DUP else (0, 1)
-    if op in (O.STORE_LOCAL, O.STORE_GLOBAL, O.POP, O.JUMP_IF_FALSE, O.JUMP_IF_TRUE, O.RETURN,
-              O.THROW, O.RETHROW):
-        return 1, 0
-    if op in _CMP or op in _ARITH or op in (O.DIV, O.MOD, O.AND, O.OR, O.INDEX_GET):
-        return 2, 1
-    if op in (O.NEG, O.NOT, O.COPY, O.CAST, O.TEST_VARIANT, O.VARIANT_FIELD, O.TEST_LEN,
-              O.CHECK_TYPE, O.ITER_INIT, O.FIELD_GET, O.HASH_MAP_HAS, O.HASH_MAP_DELETE,
-              O.HASH_MAP_GET, O.PROPAGATE):
-        return 1, 1
-    if op == O.SWAP:
-        return 2, 2
-    if op in (O.CALL, O.CALL_NATIVE):
-        return b, 1
-    if op == O.CALL_METHOD:
-        return b + 1, 1
-    if op == O.CALL_VALUE:
-        return a + 1, 1
-    if op == O.EMIT:
-        return 2, 0
-    if op in (O.BUILD_ARRAY, O.BUILD_TUPLE, O.BUILD_STRING):
-        return a, 1
-    if op == O.BUILD_MAP:
-        return 2 * a, 1
-    if op == O.BUILD_STRUCT:
-        return len(b), 1
-    if op == O.BUILD_RANGE:
-        return 2, 1
-    if op == O.BUILD_VARIANT:
-        enum, variant, _names = a
-        if enum == "Option":
-            return (1, 1) if variant == "Some" else (0, 1)
-        if enum == "Result":
-            return 1, 1
-        return b, 1
-    if op == O.SLICE:
-        return 3, 1
-    if op == O.FIELD_SET:
-        return 2, 0
-    if op == O.INDEX_SET:
-        return 3, 0
-    if op == O.HASH_MAP_SET:
-        return 2, 1
-    if op == O.MAKE_CLOSURE:
-        return b, 1
-    if op == O.CALL_MODEL:
-        return b + (a[0] is None), 1
-    if op == O.ITER_NEXT:
-        return 1, 1
-    if op == O.COALESCE:
-        return 1, 0
-    if op in (O.JUMP, O.CATCH, O.MATCH_FAIL):
-        return 0, 0
-    raise NotCompilable(f"no stack effect for {O.NAMES.get(op, op)}")
-
-
-def stack_depths(code: list[tuple]) -> list[int]:
-    """The stack depth before each instruction; -1 where unreachable."""
-    n = len(code)
-    depth = [-1] * n
-    work = [(0, 0)]
-    while work:
-        pc, d = work.pop()
-        while pc < n:
-            if depth[pc] != -1:
-                if depth[pc] != d:
-                    raise NotCompilable(f"stack depth {depth[pc]} vs {d} at {pc}")
-                break
-            depth[pc] = d
-            op, a, b = code[pc]
-            pops, pushes = stack_effect(op, a, b)
-            if pops > d:
-                raise NotCompilable(f"stack underflow at {pc}")
-            after = d - pops + pushes
-            if op == O.JUMP:
-                pc, d = a, d
-                continue
-            if op in _ENDS_BLOCK:
-                break
-            if op == O.ITER_NEXT:
-                work.append((a, d - 1))
-            elif op == O.COALESCE:
-                work.append((a, d))
-            elif op in (O.JUMP_IF_FALSE, O.JUMP_IF_TRUE):
-                work.append((a, after))
-            pc, d = pc + 1, after
-        else:
-            if pc >= n:
-                raise NotCompilable("control falls off the end")
-    return depth
 
 
 # -- code generation -----------------------------------------------------------
@@ -273,8 +179,8 @@ class _FunctionWriter:
         self.out("d = vm.jit_depth", 1)
         self.out("if d >= vm.jit_max_depth: _too_deep(vm)", 1)
         self.out("vm.jit_depth = d + 1", 1)
-        self.out("_t = vm.ticks = vm.ticks - 1", 1)
-        self.out("if _t < 0: vm.ticks = _t = 0; vm.tick()", 1)
+        self.out("_i = vm.interrupt", 1)
+        self.out("if _i[0]: vm.tick()", 1)
         if fn.nlocals > nargs:
             self.out(" = ".join(f"l{k}" for k in range(nargs, fn.nlocals)) + " = None", 1)
         self.out("try:", 1)
@@ -317,10 +223,9 @@ class _FunctionWriter:
             self.emit("pass")  # the target is the next instruction
             return
         if target <= i:
-            # A loop's back edge: count towards a checkpoint (Machine.tick), so a
-            # compiled loop that never awaits still lets cancellation in.
-            self.emit("_t += 1")
-            self.emit(f"if _t > {TICKS}: _t = 0; vm.tick()")
+            # A loop's back edge: a checkpoint when the interrupt flag is up
+            # (vm/interrupts.py), so a loop that never awaits still stops on time.
+            self.emit("if _i[0]: vm.tick()")
         self.emit(f"pc = {target}")
         self.emit("continue")
 
@@ -455,7 +360,11 @@ class _FunctionWriter:
             it = self.pop()
             self.materialize()
             k = len(self.stack)
-            e(f"s{k} = next({it.expr}, _END)")
+            # Only ITER_INIT makes iterators, but IR from elsewhere may hand
+            # ITER_NEXT anything; the try costs nothing until it raises.
+            e("try:")
+            e(f"    s{k} = next({it.expr}, _END)")
+            e(f"except TypeError: _check_iterator({it.expr}); raise")
             e(f"if s{k} is _END:")
             self.indent += 1
             self.jump(a, i)
@@ -487,7 +396,11 @@ class _FunctionWriter:
                     parts.append(x.expr)
                 else:
                     parts.append(f"({x.expr} if type({x.expr}) is str else _display({x.expr}))")
+            # Inline concatenation, then the length cap: the parts are each
+            # within the cap, so what is built before the check stays bounded.
             self.result(" + ".join(parts) if parts else "''")
+            k = len(self.stack) - 1
+            self.emit(f"if len(s{k}) > {UNCHECKED}: _check_string(len(s{k}), 'string interpolation')")
         elif op == O.BUILD_STRUCT:
             values = self.take(len(b))
             body = ", ".join(f"{name!r}: {v}" for name, v in zip(b, values))
@@ -566,11 +479,11 @@ class _FunctionWriter:
             self.result(f"_hm_get({refs.ref(a)}[0], {key})")
         elif op == O.HASH_MAP_SET:
             v, key = self.pop(), self.pop()
-            e(f"{refs.ref(a)}[0][_map_key({key.expr})] = {v.expr}")
+            e(f"_hm_set({refs.ref(a)}[0], {key.expr}, {v.expr})")
             self.push(_Entry("None"))
         elif op == O.HASH_MAP_HAS:
             key = self.pop().expr
-            self.result(f"{key} in {refs.ref(a)}[0]")
+            self.result(f"_hm_has({refs.ref(a)}[0], {key})")
         elif op == O.HASH_MAP_DELETE:
             key = self.pop().expr
             self.result(f"_hm_delete({refs.ref(a)}[0], {key})")
@@ -624,13 +537,13 @@ class _FunctionWriter:
             slow = f"_equal({xe}, {ye})" if op == O.EQ else f"not _equal({xe}, {ye})"
             if y.int_lit:
                 return f"({xe} {sym} {ye}) if type({xe}) is int else {slow}"
-            return f"({xe} {sym} {ye}) if type({xe}) is type({ye}) else {slow}"
+            return f"({xe} {sym} {ye}) if type({xe}) is type({ye}) and type({xe}) in _SCALARS else {slow}"
         slow = f"_compare({sym!r}, {xe}, {ye})"
         if y.int_lit:
             return f"({xe} {sym} {ye}) if type({xe}) is int else {slow}"
         if x.int_lit:
             return f"({xe} {sym} {ye}) if type({ye}) is int else {slow}"
-        return f"({xe} {sym} {ye}) if type({xe}) is type({ye}) and type({xe}) is not bool else {slow}"
+        return f"({xe} {sym} {ye}) if type({xe}) is type({ye}) and type({xe}) in _ORDERED else {slow}"
 
 
 class _Refs:
@@ -658,12 +571,8 @@ def compile_program(program: Program) -> int:
         return program.jit_compiled
     eligible: list[tuple[LinkedFunction, list[int]]] = []
     for fn in program.functions.values():
-        if not all(op in _SUPPORTED for op, _a, _b in fn.base_code):
-            continue
-        try:
-            eligible.append((fn, stack_depths(fn.base_code)))
-        except NotCompilable:
-            continue
+        if len(fn.base_code) <= MAX_FUNCTION_SIZE and all(op in _SUPPORTED for op, _a, _b in fn.base_code):
+            eligible.append((fn, fn.depths))
     names = {fn.name: f"f{i}" for i, (fn, _depths) in enumerate(eligible)}
     refs = _Refs()
     source: list[str] = []
@@ -679,7 +588,10 @@ def compile_program(program: Program) -> int:
     filename = f"<concerto-jit {program.source_file}>"
     text = "\n".join(source)
     try:
-        exec(compile(text, filename, "exec"), namespace)  # noqa: S102 - our own generated code
+        with warnings.catch_warnings():
+            # IR may test a literal (`if 5 is False:`): legal, and no business of the user's stderr.
+            warnings.simplefilter("ignore", SyntaxWarning)
+            exec(compile(text, filename, "exec"), namespace)  # noqa: S102 - our own generated code
     except (SyntaxError, RecursionError, MemoryError, ValueError) as e:
         # A translator bug must not stop a program that the interpreter can run.
         program.jit_failures.append(f"{type(e).__name__}: {e}")
@@ -695,6 +607,7 @@ def compile_program(program: Program) -> int:
 def _namespace(tables: list[tuple[LinkedFunction, int, list[int]]]) -> dict[str, Any]:
     """The globals of the generated module: operator helpers and value types."""
     from concerto.vm import operators as ops
+    from concerto.vm.limits import check_string
     from concerto.vm.loader import _UNSET
     from concerto.vm.machine import TraceEntry
 
@@ -717,7 +630,7 @@ def _namespace(tables: list[tuple[LinkedFunction, int, list[int]]]) -> dict[str,
         raise ConcertoError(f"global `{name}` is used before it is set", "RuntimeError")
 
     def method(vm: Any, recv: Any, name: str, argc: int) -> Any:
-        target = vm._call_method(recv, name)
+        target = vm._call_method(recv, name, argc)
         if type(target) is not LinkedFunction:
             return target  # a native: (vm, recv, *args)
         if argc + 1 != target.nparams:
@@ -745,19 +658,23 @@ def _namespace(tables: list[tuple[LinkedFunction, int, list[int]]]) -> dict[str,
         "_method": method, "_callable": callable_, "_emit": emit,
         "_add": ops.add_values, "_arith": ops.arith, "_compare": ops.compare, "_equal": values_equal,
         "_overflow": ops.overflow, "_neg": ops.negate, "_not_bool": ops.not_bool, "_copy": ops.copy_value,
-        "_iterate": ops.iterate, "_END": ops.END, "_map_key": ops.map_key, "_display": display,
+        "_iterate": ops.iterate, "_END": ops.END, "_check_iterator": ops.check_iterator, "_map_key": ops.map_key, "_display": display,
         "_range": ops.build_range, "_variant_field": ops.variant_field, "_test_len": ops.test_len,
         "_slice": ops.slice_value, "_is_type": ops.is_type, "_cast": ops.cast,
         "_field_get": ops.field_get, "_field_set": ops.field_set,
         "_index_get": ops.index_get, "_index_set": ops.index_set, "_propagate": ops.propagated,
-        "_hm_get": ops.hashmap_get, "_hm_delete": ops.hashmap_delete, "_Thrown": ops.Thrown,
+        "_hm_get": ops.hashmap_get, "_hm_delete": ops.hashmap_delete,
+        "_hm_set": ops.hashmap_set, "_hm_has": ops.hashmap_has, "_check_string": check_string,
+        "_SCALARS": ops.SCALAR_TYPES, "_ORDERED": ops.ORDERED_TYPES, "_Thrown": ops.Thrown,
         "ConcertoError": ConcertoError, "StructValue": StructValue, "EnumValue": EnumValue,
         "Some": Some, "NONE": NONE, "Ok": Ok, "Err": Err, "Closure": Closure,
     }
 
 
-# Back edges between two checkpoints in a compiled loop.
-TICKS = 4096
+# Functions longer than this (in IR instructions) stay interpreted: CPython's
+# compiler needs about 18 KB per instruction of such a function (a 100,000-term
+# `+` chain took 2 GB), and code that long is rarely a hot loop.
+MAX_FUNCTION_SIZE = 5000
 
 # A fault that unwinds through thousands of compiled frames keeps only the
 # innermost entries; the CLI shows a dozen anyway.

@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -94,9 +91,6 @@ class HostPolicy:
 
     allowed: frozenset[str] = frozenset()
 
-    def with_hosts(self, more: Iterable[str]) -> "HostPolicy":
-        return HostPolicy(self.allowed | frozenset(more))
-
     def permits(self, provider: str, url: str) -> bool:
         target = host_port(url)
         if target is None:
@@ -106,36 +100,9 @@ class HostPolicy:
         return target in self.allowed or target.rsplit(":", 1)[0] in self.allowed
 
 
-def connection_hosts(connections: Iterable[ir.ConnectionDef]) -> set[str]:
-    """host:port of every base_url among `connections` (a compiled program's
-    connections are the local Concerto.toml's)."""
-    return {hp for c in connections if c.config.base_url and (hp := host_port(c.config.base_url))}
-
-
-def find_manifest_from(start: Path) -> Path | None:
-    """The nearest Concerto.toml in `start` or a folder above it."""
-    here = Path(os.path.abspath(start))
-    for folder in (here, *here.parents):
-        if (folder / "Concerto.toml").is_file():
-            return folder / "Concerto.toml"
-    return None
-
-
-def manifest_hosts(path: str | os.PathLike[str]) -> set[str]:
-    """host:port of every `[connections.*].base_url` in a Concerto.toml, read
-    leniently: an unreadable or invalid file names no host."""
-    try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return set()
-    conns = doc.get("connections")
-    out: set[str] = set()
-    if isinstance(conns, dict):
-        for table in conns.values():
-            url = table.get("base_url") if isinstance(table, dict) else None
-            if isinstance(url, str) and (hp := host_port(url)):
-                out.add(hp)
-    return out
+def connection_hosts(configs: Iterable[ir.ConnectionConfig]) -> set[str]:
+    """host:port of every base_url among these connection settings."""
+    return {hp for c in configs if c.base_url and (hp := host_port(c.base_url))}
 
 
 # ---------------------------------------------------------------------------

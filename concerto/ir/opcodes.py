@@ -280,6 +280,8 @@ globals().update(CODES)
 
 JUMPS = codes_with(Flags.JUMP)  # arg (b for LC_LT_JIF/CMP_JIF, see the linker) is a target
 STOPS = codes_with(Flags.STOP)
+# Jumps taken or not depending on a value (TRY_BEGIN's handler edge is no branch).
+CONDITIONAL_JUMPS = JUMPS - STOPS - codes_with(Flags.TRY_PUSH)
 
 
 # -- docs/ir.md ------------------------------------------------------------------------
