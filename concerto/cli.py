@@ -16,7 +16,6 @@ from rich.console import Console
 
 from concerto import ir
 from concerto.compiler.diagnostics import Diagnostic, render_plain
-from concerto.ir.disasm import disassemble
 from concerto.vm.loader import IRLoadError, load_bytes
 from concerto.vm.values import debug, to_json
 
@@ -526,6 +525,8 @@ def disasm(
         return
     depths = {name: fn.depths for name, fn in program_.functions.items()}
     if not as_json:
+        from concerto.ir.disasm import disassemble
+
         sys.stdout.write(disassemble(program_.ir, depths))
         return
     import dataclasses
